@@ -1,0 +1,2 @@
+# Labels and images live in projects.models; labeling holds the screens and the
+# rules for changing them.
