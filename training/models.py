@@ -68,6 +68,9 @@ class DatasetVersionItem(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.label_name}, {self.usage})"
+
 
 class TrainingRun(models.Model):
     """One click of Train: a training version of the project (V001, V002, ...)."""
@@ -201,6 +204,9 @@ class Embedding(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.backbone} {self.sha256[:12]}"
+
 
 class Service(models.Model):
     """A training version deployed as a real-time prediction service."""
@@ -248,3 +254,6 @@ class Prediction(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["service", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.predicted_label} in {self.latency_ms:.1f} ms"
