@@ -59,6 +59,7 @@ def project_detail(request, project_id):
     project = get_project_for_user(request.user, project_id)
     ctx = {
         "project": project,
+        "section": "overview",
         "readiness": project.readiness(),
         "image_count": project.images.alive().count(),
         "unlabeled_count": project.images.alive().unlabeled().count(),
