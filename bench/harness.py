@@ -1,0 +1,301 @@
+"""Plumbing for the benchmarks: an isolated studio, measured child processes,
+process memory read from /proc, and a small loopback HTTP client.
+
+Nothing here imports torch: the benchmark driver stays a light process, and
+every figure that needs the model is measured in a child process of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "bench"
+PYTHON = sys.executable
+
+
+def studio_env(var_dir: Path, shared_dir: Path) -> dict[str, str]:
+    """Environment for a studio living entirely in `var_dir`, on SQLite."""
+    env = dict(os.environ)
+    for name in ("MEDIA_ROOT", "DATABASE_URL", "SECRET_KEY", "DEBUG", "Q_SYNC"):
+        env.pop(name, None)
+    env.update(
+        {
+            "VAR_DIR": str(var_dir),
+            "DATABASE_URL": "",
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(REPO)]),
+            "EXEML_SHARED_DIR": str(shared_dir),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@dataclass
+class Measured:
+    """A finished child process: its output, wall time and peak memory."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_mb: float
+
+    def check(self) -> Measured:
+        if self.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(self.args)} exited with {self.returncode}:\n"
+                f"{self.stderr[-3000:]}\n{self.stdout[-2000:]}"
+            )
+        return self
+
+    def last_json(self) -> dict:
+        """The last line of stdout that is a JSON object."""
+        for line in reversed(self.stdout.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    return json.loads(line)
+        # A command may print its JSON object over several lines.
+        start = self.stdout.find("{")
+        if start >= 0:
+            with contextlib.suppress(ValueError):
+                return json.loads(self.stdout[start:])
+        raise RuntimeError(f"No JSON object in the output of {' '.join(self.args)}")
+
+
+def run_measured(
+    args: list[str], env: dict[str, str], timeout: float = 3600
+) -> Measured:
+    """Run a child process; its peak RSS comes from wait4()'s resource usage.
+
+    ru_maxrss of the reaped child is the high-water mark of that process alone
+    (not of the driver, not of other children), in KiB on Linux.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=REPO)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            args=[str(a) for a in args],
+            returncode=proc.returncode,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+            seconds=seconds,
+            peak_rss_mb=usage.ru_maxrss / 1024,
+        )
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 3600) -> Measured:
+    return run_measured([PYTHON, str(REPO / "manage.py"), *args], env, timeout)
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"No VmRSS for process {pid}")
+
+
+def peak_rss_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"No VmHWM for process {pid}")
+
+
+def torch_loaded(pid: int) -> bool:
+    """Whether the process has torch's shared library mapped."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "libtorch" in maps
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebServer:
+    """The studio under gunicorn, started as bin/serve starts it.
+
+    One worker process with 8 threads (bin/serve's defaults), bound to a free
+    loopback port. `worker_pid` is the process that serves requests.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.worker_pid: int | None = None
+
+    def __enter__(self) -> WebServer:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "exeml_site.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "--timeout",
+                "300",
+                "--access-logfile",
+                "-",
+            ],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
+            with contextlib.suppress(OSError):
+                status, _, _ = self.request("GET", "/healthz")
+                if status == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"gunicorn did not answer; see {self.log_path}")
+
+        workers = child_pids(self.proc.pid)
+        if len(workers) != 1:
+            raise RuntimeError(f"Expected one gunicorn worker, found {workers}")
+        self.worker_pid = workers[0]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def connection(self) -> HTTPConnection:
+        return HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        conn: HTTPConnection | None = None,
+    ) -> tuple[int, bytes, float]:
+        """One request; returns (status, body, seconds)."""
+        own = conn is None
+        conn = conn or self.connection()
+        try:
+            started = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, data, time.perf_counter() - started
+        finally:
+            if own:
+                conn.close()
+
+
+def multipart(field: str, filename: str, data: bytes, content_type: str):
+    """A multipart/form-data body holding one file, and its Content-Type."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            (
+                f'Content-Disposition: form-data; name="{field}"; '
+                f'filename="{filename}"\r\n'
+            ).encode(),
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def machine() -> dict:
+    """The machine the figures came from."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram_gb = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "ram_gb": ram_gb,
+        "python": sys.version.split()[0],
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from labeling import actions
+from labeling.forms import ImageFilterForm
+from projects.models import Label
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    image_count = serializers.SerializerMethodField()
+    color = serializers.CharField(required=False, max_length=7)
+    # Longer names reach validate_name, which explains the limit.
+    name = serializers.CharField(max_length=200)
+
+    class Meta:
+        model = Label
+        fields = ["id", "name", "color", "image_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def get_image_count(self, label: Label) -> int:
+        count = getattr(label, "image_count", None)
+        return count if count is not None else label.images.alive().count()
+
+    def validate_name(self, value: str) -> str:
+        return actions.clean_label_name(
+            self.context["project"], value, label=self.instance
+        )
+
+    def validate_color(self, value: str) -> str:
+        return actions.clean_label_color(value)
+
+    def create(self, validated_data: dict) -> Label:
+        return self._saving(
+            lambda: actions.create_label(
+                self.context["project"],
+                validated_data["name"],
+                validated_data.get("color"),
+            )
+        )
+
+    def update(self, label: Label, validated_data: dict) -> Label:
+        return self._saving(
+            lambda: actions.update_label(
+                label,
+                name=validated_data.get("name"),
+                color=validated_data.get("color"),
+            )
+        )
+
+    @staticmethod
+    def _saving(save):
+        try:
+            return save()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"name": exc.messages})
+
+
+class LabelReferenceField(serializers.Field):
+    """A label of the project given by id (a number) or by name (a string)."""
+
+    default_error_messages = {
+        "invalid": "Give a label id (a number) or a label name (a string).",
+        "unknown": "No label “{value}” in this project.",
+    }
+
+    def to_internal_value(self, data) -> Label:
+        project = self.context["project"]
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        if isinstance(data, int):
+            label = project.labels.filter(pk=data).first()
+        else:
+            label = project.labels.filter(name__iexact=data.strip()).first()
+        if label is None:
+            self.fail("unknown", value=data)
+        return label
+
+    def to_representation(self, label: Label):
+        return label.pk
+
+
+class DeleteLabelSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(
+        choices=actions.DeleteMode.choices, default=actions.DeleteMode.LABEL_ONLY
+    )
+
+
+class MergeLabelSerializer(serializers.Serializer):
+    into = LabelReferenceField(help_text="The label that receives the images.")
+
+
+class AssignSerializer(serializers.Serializer):
+    """Either `image_ids` or `filter` selects the images; `label` null removes
+    their label."""
+
+    image_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        allow_empty=False,
+        max_length=actions.MAX_SELECTED_IDS,
+    )
+    filter = serializers.DictField(
+        required=False,
+        help_text='Like the labeling page: {"status": "all|labeled|unlabeled", '
+        '"label": <label id>, "q": "file name contains"}.',
+    )
+    label = LabelReferenceField(allow_null=True)
+
+    def validate_image_ids(self, ids: list[int]) -> list[int]:
+        return actions.check_image_ids(self.context["project"], ids)
+
+    def validate_filter(self, data: dict) -> ImageFilterForm:
+        form = ImageFilterForm(data, project=self.context["project"])
+        if not form.is_valid():
+            raise serializers.ValidationError(
+                {field: list(errors) for field, errors in form.errors.items()}
+            )
+        return form
+
+    def validate(self, data: dict) -> dict:
+        if ("image_ids" in data) == ("filter" in data):
+            raise serializers.ValidationError(
+                "Send either image_ids or filter to say which images to label."
+            )
+        return data
+
+
+class ReadinessSerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+    missing = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField())
+    label_counts = serializers.DictField(child=serializers.IntegerField())
