@@ -174,10 +174,11 @@ def delete_label(label: Label, mode: str, *, user=None) -> int:
 def labels_with_counts(project: Project) -> list[Label]:
     """The project's labels, each with `image_count` (trashed images excluded)
     and its number key `shortcut` ("1".."9", "0", then "")."""
+    # Creation order, so adding a label never moves the keys of the others.
     labels = list(
         project.labels.annotate(
             image_count=Count("images", filter=Q(images__trashed_at__isnull=True))
-        )
+        ).order_by("pk")
     )
     for index, label in enumerate(labels):
         label.shortcut = SHORTCUT_KEYS[index] if index < len(SHORTCUT_KEYS) else ""

@@ -26,6 +26,13 @@ from projects.access import get_project_for_user
 from projects.models import Project
 
 
+def _with_counts(labels):
+    # Aggregating drops the model's default ordering; keep it for paging.
+    return labels.annotate(
+        image_count=Count("images", filter=Q(images__trashed_at__isnull=True))
+    ).order_by("name", "pk")
+
+
 class ProjectMixin:
     """The project named in the URL, if it belongs to the caller."""
 
@@ -53,9 +60,7 @@ class LabelList(ProjectMixin, generics.ListCreateAPIView):
     serializer_class = LabelSerializer
 
     def get_queryset(self):
-        return self.get_project().labels.annotate(
-            image_count=Count("images", filter=Q(images__trashed_at__isnull=True))
-        )
+        return _with_counts(self.get_project().labels.all())
 
 
 class LabelDetail(ProjectMixin, generics.RetrieveUpdateDestroyAPIView):
@@ -65,9 +70,7 @@ class LabelDetail(ProjectMixin, generics.RetrieveUpdateDestroyAPIView):
     lookup_url_kwarg = "label_id"
 
     def get_queryset(self):
-        return self.get_project().labels.annotate(
-            image_count=Count("images", filter=Q(images__trashed_at__isnull=True))
-        )
+        return _with_counts(self.get_project().labels.all())
 
     @extend_schema(
         parameters=[

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling import actions
@@ -57,6 +58,12 @@ class LabelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"name": exc.messages})
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "integer"}, {"type": "string"}],
+        "description": "A label id, or a label name (case does not matter).",
+    }
+)
 class LabelReferenceField(serializers.Field):
     """A label of the project given by id (a number) or by name (a string)."""
 

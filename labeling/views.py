@@ -64,10 +64,12 @@ def _error(request, message: str, redirect_to: str) -> HttpResponse:
         messages.error(request, message)
         return redirect(redirect_to)
 
+    # 422 rather than 400: with DEBUG on, django-htmx's script replaces the
+    # whole page with any 400 answer, and this one is meant for one line.
     html = render_to_string(
         "labeling/_status.html", {"message": message, "error": True}, request
     )
-    response = HttpResponse(html, status=400)
+    response = HttpResponse(html, status=422)
     retarget(response, "#labeling-status")
     reswap(response, "outerHTML")
     return response
@@ -433,13 +435,16 @@ def label_create(request, project_id):
         if message:
             messages.success(request, message)
         else:
-            messages.error(request, " ".join(e for e in form.errors.get("name", [])))
+            errors = [e for field_errors in form.errors.values() for e in field_errors]
+            messages.error(request, " ".join(errors))
         return redirect("labeling:label", project.pk)
 
     ctx = {
         "project": project,
         "label_form": form,
         "message": message,
+        # The grid's filter came along, so its label menu keeps its choice.
+        "filter_values": ImageFilterForm(request.POST, project=project).values(),
         **_panel_context(project),
     }
     return render(request, "labeling/_label_panel_response.html", ctx)

@@ -170,12 +170,33 @@ def _open(data: bytes) -> Image.Image:
         # Not one of ours; below, find out what it is to say so.
         pass
 
+    damaged = _accepted_format_by_signature(data)
+    if damaged:
+        raise ImageRejected(
+            f"The {damaged} file is damaged or incomplete: its header cannot be read."
+        )
     known = _identify_other_format(data)
     if known:
         raise ImageRejected(
             f"{known} images are not accepted. Use {ACCEPTED_FORMATS_TEXT}."
         )
     raise ImageRejected(f"This is not an image: {_describe_content(data)}")
+
+
+def _accepted_format_by_signature(data: bytes) -> str | None:
+    """The accepted format whose magic bytes `data` starts with, if any."""
+    head = data[:16]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    return None
 
 
 def _identify_other_format(data: bytes) -> str | None:
@@ -245,7 +266,11 @@ def _to_rgb(picture: Image.Image, notes: list[str]) -> Image.Image:
     if mode == "P":
         colours = picture.getcolors(256)
         if colours is not None:
-            note = f"palette image with {len(colours)} colours converted to RGB"
+            count = len(colours)
+            note = (
+                f"palette image with {count} colour{'s' if count != 1 else ''} "
+                f"converted to RGB"
+            )
             if len(colours) <= _FEW_COLOURS:
                 note += "; check that it is a photo, not a drawing or placeholder"
             notes.append(note)

@@ -7,6 +7,7 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect, render
 
 from projects.access import get_project_for_user, projects_for_user
+from projects.deletion import delete_project
 from projects.forms import ProjectForm, SignupForm
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def project_delete(request, project_id):
     project = get_project_for_user(request.user, project_id)
     if request.method == "POST":
         name = project.name
-        project.delete()
+        delete_project(project)
         messages.success(request, f"Project “{name}” deleted.")
         return redirect("projects:list")
 

@@ -1,15 +1,20 @@
 import hashlib
 import io
 import itertools
+import threading
+import unittest
 from collections import Counter
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models.signals import pre_save
+from django.test import TransactionTestCase
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from projects import storage
-from projects.models import Image, Label
+from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
 from training.datasets import (
     delete_dataset_version,
@@ -87,7 +92,7 @@ class ProposedNameTests(BaseTestCase):
         self.assertEqual(propose_dataset_version_name(self.project), "V008")
 
     def test_it_counts_only_this_projects_versions(self):
-        other = self.project.__class__.objects.create(owner=self.bob, name="Other")
+        other = Project.objects.create(owner=self.bob, name="Other")
         add_images(other, {"ants": 2})
         publish_dataset_version(other, name="V005")
         self.assertEqual(propose_dataset_version_name(self.project), "V001")
@@ -369,6 +374,50 @@ class ConcurrentPublishTests(BaseTestCase):
         self.assertEqual(version.name, "V001")
         self.assertEqual(version.items.count(), 3)
         self.assertEqual(DatasetVersion.objects.count(), 1)
+
+
+@unittest.skipUnless(
+    connection.vendor == "postgresql",
+    "SQLite's in-memory test database cannot take two writers at once",
+)
+class RacingPublishTests(TransactionTestCase):
+    """Two real transactions, on two connections, publishing the same name."""
+
+    def test_it_lets_one_publish_win_and_gives_the_other_the_clash_error(self):
+        owner = get_user_model().objects.create_user("carol")
+        project = Project.objects.create(owner=owner, name="Race")
+        add_images(project, {"ants": 10, "bees": 10})
+        barrier = threading.Barrier(2)
+        outcomes = []
+
+        def publish():
+            try:
+                barrier.wait()
+                version = publish_dataset_version(project, name="V001")
+                outcomes.append(("published", version.items.count()))
+            except ValidationError as exc:
+                outcomes.append(("refused", exc.messages[0]))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=publish) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        self.assertEqual(
+            sorted(outcomes),
+            [
+                ("published", 20),
+                (
+                    "refused",
+                    "This project already has a dataset version named “V001”.",
+                ),
+            ],
+        )
+        self.assertEqual(DatasetVersion.objects.count(), 1)
+        self.assertEqual(DatasetVersionItem.objects.count(), 20)
 
 
 class DeleteTests(BaseTestCase):

@@ -133,7 +133,7 @@ class ServiceLifecycleTests(TrainedModelTestCase):
     """Deploy, stop and start a version trained on real photos."""
 
     def test_it_deploys_a_trained_version_and_keeps_its_model_loaded(self):
-        service = deployment.deploy(self.run, auto_stop_hours=2)
+        service = deployment.deploy(self.training_run, auto_stop_hours=2)
 
         self.assertEqual(service.status, Service.Status.RUNNING)
         self.assertEqual(service.status_message, "")
@@ -145,7 +145,7 @@ class ServiceLifecycleTests(TrainedModelTestCase):
         self.assertEqual(serving.loaded_service_ids(), [service.pk])
 
     def test_it_frees_the_model_when_stopped_and_loads_it_again_on_start(self):
-        service = deployment.deploy(self.run)
+        service = deployment.deploy(self.training_run)
         predictor = serving.get_predictor(service)
 
         deployment.stop(service, message="Stopped by its owner.")
@@ -156,16 +156,18 @@ class ServiceLifecycleTests(TrainedModelTestCase):
         service = deployment.start(service)
         self.assertEqual(service.status, Service.Status.RUNNING)
         self.assertIsNot(serving.get_predictor(service), predictor)
-        self.assertEqual(Service.objects.filter(training_run=self.run).count(), 1)
+        self.assertEqual(
+            Service.objects.filter(training_run=self.training_run).count(), 1
+        )
 
     def test_deploying_a_running_version_again_keeps_its_one_service(self):
-        first = deployment.deploy(self.run)
-        second = deployment.deploy(self.run)
+        first = deployment.deploy(self.training_run)
+        second = deployment.deploy(self.training_run)
         self.assertEqual(first.pk, second.pk)
         self.assertEqual(second.status, Service.Status.RUNNING)
 
     def test_it_loads_the_model_on_first_use_after_a_restart(self):
-        service = deployment.deploy(self.run)
+        service = deployment.deploy(self.training_run)
         # What a fresh web process sees: running in the database, nothing loaded.
         serving.evict(service.pk)
         predictor = serving.get_predictor(service)
@@ -173,7 +175,7 @@ class ServiceLifecycleTests(TrainedModelTestCase):
         self.assertEqual(serving.loaded_service_ids(), [service.pk])
 
     def test_a_sweep_frees_models_of_services_stopped_elsewhere(self):
-        service = deployment.deploy(self.run)
+        service = deployment.deploy(self.training_run)
         Service.objects.filter(pk=service.pk).update(status=Service.Status.STOPPED)
         deployment.refresh_services(Service.objects.all())
         self.assertEqual(serving.loaded_service_ids(), [])

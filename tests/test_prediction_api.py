@@ -10,6 +10,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from projects import storage
 from tests.base import real_photos
 from tests.trained import TrainedModelTestCase
 from training import deployment
@@ -41,7 +42,7 @@ def jpeg_bytes(image: Image.Image, **kw) -> bytes:
 class PredictionApiTests(TrainedModelTestCase):
     def setUp(self):
         super().setUp()
-        self.service = deployment.deploy(self.run)
+        self.service = deployment.deploy(self.training_run)
         self.url = f"/api/services/{self.service.pk}/predict"
         self.api = APIClient()
         self.api.force_authenticate(self.alice)
@@ -79,6 +80,16 @@ class PredictionApiTests(TrainedModelTestCase):
             answers = [self.predict(p.read_bytes()).json() for p in photos]
             right = [a["predicted_label"] for a in answers].count(label)
             self.assertGreaterEqual(right, 4, f"{label}: {answers}")
+
+    def test_it_prepares_photos_exactly_as_training_does(self):
+        from training.ml.engine import load_predictor
+
+        predictor = load_predictor(storage.media_path(self.training_run.model_file))
+        for path in real_photos("bees", 3, split="val"):
+            data = path.read_bytes()
+            expected = dict(predictor.predict_bytes([data])[0])
+            for label, p in self.predict(data).json()["scores"]:
+                self.assertAlmostEqual(p, expected[label], delta=1e-4)
 
     def test_it_counts_each_prediction_with_its_latency(self):
         for _ in range(3):
@@ -208,11 +219,10 @@ class PredictionApiTests(TrainedModelTestCase):
         self.assertEqual(self.service.status, Service.Status.STOPPED)
 
     def test_a_service_whose_model_vanished_fails_with_a_reason(self):
-        from projects import storage
         from training import serving
 
         serving.evict(self.service.pk)
-        storage.media_path(self.run.model_file).unlink()
+        storage.media_path(self.training_run.model_file).unlink()
         response = self.predict(self.ant)
         self.assert_refused(response, 503, "model file")
         self.service.refresh_from_db()
@@ -222,7 +232,7 @@ class PredictionApiTests(TrainedModelTestCase):
         deployment.delete(self.service)
         response = self.api.post(
             "/api/services",
-            {"training_run": self.run.pk, "auto_stop_hours": 4},
+            {"training_run": self.training_run.pk, "auto_stop_hours": 4},
             format="json",
         )
         self.assertEqual(response.status_code, 201, response.content)
@@ -236,7 +246,7 @@ class PredictionApiTests(TrainedModelTestCase):
         api = APIClient()
         api.force_authenticate(self.bob)
         response = api.post(
-            "/api/services", {"training_run": self.run.pk}, format="json"
+            "/api/services", {"training_run": self.training_run.pk}, format="json"
         )
         self.assertEqual(response.status_code, 400)
         self.assertIn("No such training version", str(response.json()))

@@ -17,7 +17,7 @@ from tests.base import BaseTestCase, real_photos
 from training import serving
 from training.models import DatasetVersion, TrainingRun
 
-TRAINING_PHOTOS = 8
+TRAINING_PHOTOS = 30
 
 
 def make_run(project, *, version="V001", status=TrainingRun.Status.SUCCEEDED, **kw):
@@ -42,7 +42,7 @@ def make_run(project, *, version="V001", status=TrainingRun.Status.SUCCEEDED, **
 
 
 class TrainedModelTestCase(BaseTestCase):
-    """Alice's project holds 8 ants and 8 bees and a trained version, `self.run`."""
+    """Alice's project: 30 ants, 30 bees and a trained version, self.training_run."""
 
     @classmethod
     def setUpClass(cls):
@@ -66,9 +66,10 @@ class TrainedModelTestCase(BaseTestCase):
     @classmethod
     def setUpTestData(cls):
         super().setUpTestData()
-        from training.runs import start_training
 
         from projects.importing import import_file
+        from training.datasets import publish_dataset_version
+        from training.runs import start_training
 
         for label in ("ants", "bees"):
             for path in real_photos(label, TRAINING_PHOTOS):
@@ -77,12 +78,17 @@ class TrainedModelTestCase(BaseTestCase):
                 )
                 assert result.status == "accepted", result.message
 
+        # A fixed split, so every run of the tests trains the same model.
+        dataset = publish_dataset_version(cls.project, user=cls.alice, seed=1)
         run = start_training(
-            cls.project, user=cls.alice, preference="performance_first"
+            cls.project,
+            user=cls.alice,
+            dataset_version=dataset,
+            preference="performance_first",
         )
         run.refresh_from_db()
         assert run.is_usable, f"{run.status}: {run.status_message}"
-        cls.run = run
+        cls.training_run = run
 
     def setUp(self):
         super().setUp()

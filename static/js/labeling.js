@@ -21,11 +21,11 @@
     return true;
   }
 
-  // A 400 answer carries a message for the status line (HX-Retarget says
-  // where); htmx would otherwise drop it.
+  // A refused action (422) carries a message for the status line, and
+  // HX-Retarget says where; htmx would otherwise drop it.
   document.addEventListener("htmx:beforeSwap", function (event) {
     const xhr = event.detail.xhr;
-    if (xhr.status === 400 && xhr.getResponseHeader("HX-Retarget")) {
+    if (xhr.status === 422 && xhr.getResponseHeader("HX-Retarget")) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

@@ -6,6 +6,7 @@ folder in a temporary directory. The tests talk to it over HTTP only, never
 through Django's test client or database.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -108,14 +109,10 @@ class LiveServer:
             return
         if self.process.poll() is None:
             self.process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)
 
 
@@ -169,7 +166,9 @@ def _wait_until_healthy(server: LiveServer) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
-    pytest.fail(f"/healthz did not answer in {SERVER_START_TIMEOUT} s:\n{server.log_tail()}")
+    pytest.fail(
+        f"/healthz did not answer in {SERVER_START_TIMEOUT} s:\n{server.log_tail()}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -217,8 +216,6 @@ def studio_server(request, artifacts_dir):
         yield server
     finally:
         server.stop()
-        if request.session.testsfailed:
-            print(f"\n== web server and worker log ==\n{server.log_tail()}")
         shutil.rmtree(var_dir, ignore_errors=True)
 
 

@@ -30,6 +30,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,18 @@ class Head(nn.Module):
         if self.hidden is not None:
             x = self.dropout(F.relu(self.hidden(x)))
         return self.out(x)
+
+
+def _feature_scale(x: torch.Tensor) -> torch.Tensor:
+    """Each feature's spread, shrunk towards the typical one.
+
+    With a few training photos some features are (nearly) constant; dividing
+    by their own tiny spread would blow them up on new photos and swamp the
+    head. Adding the median variance keeps those features at a sane scale.
+    """
+    std = x.std(dim=0) if len(x) > 1 else torch.ones(x.shape[1])
+    typical = std.median().clamp_min(1e-3)
+    return (std.square() + typical.square()).sqrt()
 
 
 def transfer_head(
@@ -309,7 +322,7 @@ def train(
     else:
         head = Head(len(label_names), hidden, recipe.dropout)
         head.feature_mean.copy_(x_train.mean(dim=0))
-        head.feature_std.copy_(x_train.std(dim=0).clamp_min(1e-6))
+        head.feature_std.copy_(_feature_scale(x_train))
 
     schedule = RESCUE_RECIPE if stopped_while_embedding else recipe
     fit_start = time.monotonic()
@@ -746,9 +759,12 @@ def export_torchscript(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     script_path = out_dir / "model.torchscript.pt"
     json_path = out_dir / "model.json"
-    with torch.inference_mode():
+    # TorchScript is deprecated in favour of torch.export, but it is still the
+    # format that C++, Java and mobile runtimes load without Python.
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(module, example)
-    traced.save(str(script_path))
+        traced.save(str(script_path))
 
     spec = preprocess.PreprocessSpec(size)
     description = {

@@ -100,7 +100,8 @@ def dataset_publish(request, project_id):
 def dataset_detail(request, project_id, version_id):
     project, version = _get_version_for_user(request, project_id, version_id)
 
-    items = version.items.order_by("label_name", "usage", "id")
+    # Per label, the training images first ("TRAIN" sorts after "EVAL").
+    items = version.items.order_by("label_name", "-usage", "id")
     usage = request.GET.get("usage", "")
     if usage in DatasetVersionItem.Usage.values:
         items = items.filter(usage=usage)

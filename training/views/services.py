@@ -42,6 +42,11 @@ class AutoStopForm(forms.Form):
         required=False,
         min_value=1,
         max_value=deployment.MAX_AUTO_STOP_HOURS,
+        error_messages=dict.fromkeys(
+            ("invalid", "min_value", "max_value"),
+            "Auto-stop takes a whole number of hours from 1 to "
+            f"{deployment.MAX_AUTO_STOP_HOURS}.",
+        ),
     )
 
     def clean(self):

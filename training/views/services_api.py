@@ -32,13 +32,17 @@ def _get_service_for_user(user, service_id) -> Service:
 
 
 @extend_schema(
-    methods=["GET"], responses=ServiceSerializer(many=True), summary="List services"
+    methods=["GET"],
+    responses=ServiceSerializer(many=True),
+    summary="List services",
+    tags=["services"],
 )
 @extend_schema(
     methods=["POST"],
     request=DeploySerializer,
     responses={201: ServiceDetailSerializer},
     summary="Deploy a training version",
+    tags=["services"],
 )
 @api_view(["GET", "POST"])
 def service_list(request):
@@ -64,7 +68,9 @@ def service_list(request):
     return Response(ServiceDetailSerializer(service).data, status=201)
 
 
-@extend_schema(responses=ServiceDetailSerializer, summary="A service")
+@extend_schema(
+    responses=ServiceDetailSerializer, summary="A service", tags=["services"]
+)
 @api_view(["GET", "DELETE"])
 def service_detail(request, service_id):
     service = _get_service_for_user(request.user, service_id)
@@ -74,7 +80,9 @@ def service_detail(request, service_id):
     return Response(ServiceDetailSerializer(service).data)
 
 
-@extend_schema(request=None, responses=ServiceDetailSerializer, summary="Stop")
+@extend_schema(
+    request=None, responses=ServiceDetailSerializer, summary="Stop", tags=["services"]
+)
 @api_view(["POST"])
 def service_stop(request, service_id):
     service = _get_service_for_user(request.user, service_id)
@@ -84,7 +92,10 @@ def service_stop(request, service_id):
 
 
 @extend_schema(
-    request=StartSerializer, responses=ServiceDetailSerializer, summary="Start"
+    request=StartSerializer,
+    responses=ServiceDetailSerializer,
+    summary="Start",
+    tags=["services"],
 )
 @api_view(["POST"])
 def service_start(request, service_id):
@@ -114,6 +125,7 @@ def service_start(request, service_id):
         503: OpenApiResponse(description="The service is still deploying."),
     },
     summary="Predict the label of one image",
+    tags=["services"],
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser, JSONParser])

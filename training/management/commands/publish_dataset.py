@@ -12,6 +12,11 @@ class Command(BaseCommand):
         "Publish a dataset version from a project's labeled images and print its name."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # --version names the dataset version here, not Django's version.
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="The project's name.")
         parser.add_argument(

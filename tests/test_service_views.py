@@ -1,0 +1,298 @@
+import base64
+import io
+import subprocess
+import sys
+import zipfile
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from tests.base import BaseTestCase, real_photos
+from tests.trained import TrainedModelTestCase, make_run
+from training import deployment, serving
+from training.models import Service
+
+
+def zip_of(entries: dict[str, bytes]) -> SimpleUploadedFile:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("check.zip", out.getvalue(), "application/zip")
+
+
+class ServicePagesTests(BaseTestCase):
+    """Pages that need no trained model."""
+
+    def setUp(self):
+        super().setUp()
+        self.run = make_run(self.project)
+        self.service = Service.objects.create(
+            project=self.project,
+            training_run=self.run,
+            status=Service.Status.RUNNING,
+            started_at=timezone.now(),
+        )
+
+    def url(self, name, *args):
+        return reverse(f"training:{name}", args=[self.project.pk, *args])
+
+    def test_it_lists_services_with_count_and_latency(self):
+        for ms in (10.0, 20.0, 30.0, 40.0):
+            deployment.record_prediction(self.service, "ants", 0.9, ms)
+
+        response = self.client.get(self.url("services"))
+        self.assertContains(response, "V001")
+        self.assertContains(response, '<span class="badge running">Running</span>')
+        self.assertContains(response, '<td class="num">4</td>', html=True)
+        self.assertContains(response, "25.0 ms")  # p50
+        self.assertContains(response, "38.5 ms")  # p95
+        self.assertEqual(response.context["section"], "services")
+
+    def test_the_list_takes_the_same_queries_for_more_services(self):
+        self.client.get(self.url("services"))  # warm up sessions and caches
+        with self.assertNumQueries(9) as one:
+            self.client.get(self.url("services"))
+        for version in ("V002", "V003", "V004"):
+            service = Service.objects.create(
+                project=self.project,
+                training_run=make_run(self.project, version=version),
+                status=Service.Status.RUNNING,
+            )
+            deployment.record_prediction(service, "bees", 0.8, 12.0)
+        with self.assertNumQueries(len(one.captured_queries)):
+            self.client.get(self.url("services"))
+
+    def test_it_offers_the_versions_not_deployed_yet(self):
+        make_run(self.project, version="V002")
+        make_run(self.project, version="V003", status="failed", model_file="")
+        response = self.client.get(self.url("services"))
+        self.assertEqual([r.version for r in response.context["deployable"]], ["V002"])
+
+    def test_it_shows_the_reason_a_deployment_failed(self):
+        run = make_run(self.project, version="V002")
+        response = self.client.post(self.url("deploy", run.pk))
+        service = Service.objects.get(training_run=run)
+        self.assertRedirects(response, self.url("service_detail", service.pk))
+
+        self.assertEqual(service.status, Service.Status.FAILED)
+        page = self.client.get(self.url("service_detail", service.pk))
+        self.assertContains(page, "Deployment failed.")
+        self.assertContains(page, "model file of this training version is missing")
+
+    def test_it_refuses_a_custom_auto_stop_over_24_hours(self):
+        run = make_run(self.project, version="V002")
+        response = self.client.post(
+            self.url("deploy", run.pk), {"auto_stop": "custom", "custom_hours": 25}
+        )
+        self.assertRedirects(
+            response, self.url("services"), fetch_redirect_response=False
+        )
+        self.assertFalse(Service.objects.filter(training_run=run).exists())
+        page = self.client.get(self.url("services"))
+        self.assertContains(page, "whole number of hours from 1 to 24")
+
+    def test_it_sets_a_custom_auto_stop(self):
+        url = self.url("service_auto_stop", self.service.pk)
+        self.client.post(url, {"auto_stop": "custom", "custom_hours": 3})
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.auto_stop_hours, 3)
+        left = self.service.auto_stop_at - timezone.now()
+        self.assertGreater(left, timedelta(hours=2, minutes=59))
+
+        self.client.post(url, {"auto_stop": ""})
+        self.service.refresh_from_db()
+        self.assertIsNone(self.service.auto_stop_hours)
+        self.assertIsNone(self.service.auto_stop_at)
+
+    def test_opening_the_page_applies_an_expired_auto_stop(self):
+        Service.objects.filter(pk=self.service.pk).update(
+            auto_stop_hours=6, auto_stop_at=timezone.now() - timedelta(minutes=2)
+        )
+        response = self.client.get(self.url("service_detail", self.service.pk))
+        self.assertContains(response, '<span class="badge stopped">Stopped</span>')
+        self.assertContains(response, "Stopped automatically after 6 hours.")
+
+    def test_the_stop_button_stops_the_service(self):
+        response = self.client.post(self.url("service_stop", self.service.pk))
+        self.assertRedirects(response, self.url("service_detail", self.service.pk))
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.status, Service.Status.STOPPED)
+        self.assertEqual(self.service.status_message, "Stopped by its owner.")
+
+    def test_a_page_polling_a_deploying_service_reloads_when_it_changes(self):
+        url = self.url("service_status", self.service.pk)
+        response = self.client.get(f"{url}?was=deploying", HTTP_HX_REQUEST="true")
+        self.assertEqual(response["HX-Refresh"], "true")
+
+    def test_it_deletes_a_service_and_keeps_the_version(self):
+        response = self.client.post(self.url("service_delete", self.service.pk))
+        self.assertRedirects(response, self.url("services"))
+        self.assertFalse(Service.objects.exists())
+        self.run.refresh_from_db()
+
+    def test_another_users_service_is_not_found(self):
+        self.client.force_login(self.bob)
+        for name in ("service_detail", "service_status"):
+            self.assertEqual(
+                self.client.get(self.url(name, self.service.pk)).status_code, 404
+            )
+        for name in ("service_stop", "service_start", "service_try", "service_delete"):
+            self.assertEqual(
+                self.client.post(self.url(name, self.service.pk)).status_code, 404
+            )
+        self.assertEqual(self.client.get(self.url("services")).status_code, 404)
+        self.assertEqual(
+            self.client.post(self.url("deploy", self.run.pk)).status_code, 404
+        )
+        self.assertEqual(
+            self.client.get(self.url("model_export", self.run.pk)).status_code, 404
+        )
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.status, Service.Status.RUNNING)
+
+    def test_service_pages_never_import_torch(self):
+        script = (
+            "import django, sys; django.setup()\n"
+            "from django.test import Client\n"
+            "from django.urls import reverse\n"
+            "import exeml_site.urls, training.deployment, training.serving\n"
+            "import training.export, training.views.services_api\n"
+            "import training.management.commands.predict\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            env={
+                "DJANGO_SETTINGS_MODULE": "exeml_site.settings",
+                "PATH": "/usr/bin:/bin",
+                "VAR_DIR": str(settings.MEDIA_ROOT),
+            },
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+
+class ServiceTestPageTests(TrainedModelTestCase):
+    """The test page and the batch test, with a model trained on real photos."""
+
+    def setUp(self):
+        super().setUp()
+        self.service = deployment.deploy(self.training_run)
+
+    def url(self, name, *args):
+        return reverse(f"training:{name}", args=[self.project.pk, *args])
+
+    def test_it_deploys_from_the_metrics_page_with_an_auto_stop(self):
+        deployment.delete(self.service)
+        response = self.client.post(
+            self.url("deploy", self.training_run.pk), {"auto_stop": "2"}
+        )
+        service = Service.objects.get(training_run=self.training_run)
+        self.assertRedirects(response, self.url("service_detail", service.pk))
+        self.assertEqual(service.status, Service.Status.RUNNING)
+        self.assertEqual(service.auto_stop_hours, 2)
+
+        page = self.client.get(self.url("service_detail", service.pk))
+        self.assertContains(page, "is deployed and running")
+        self.assertContains(page, 'id="service-test"')
+        self.assertContains(page, "js/service_test.js")
+
+    def test_the_test_page_shows_the_photo_upright_with_every_score(self):
+        photo = Image.open(real_photos("bees", 1, split="val")[0]).convert("RGB")
+        width, height = photo.size
+        exif = Image.Exif()
+        exif[0x0112] = 6  # stored on its side: turn 90° clockwise to view
+        data = io.BytesIO()
+        photo.rotate(90, expand=True).save(data, "JPEG", exif=exif.tobytes())
+
+        response = self.client.post(
+            self.url("service_try", self.service.pk),
+            {"images": SimpleUploadedFile("bee.jpg", data.getvalue())},
+        )
+        self.assertEqual(response.status_code, 200, response.content)
+        answer = response.json()
+
+        self.assertEqual(answer["predicted_label"], "bees")
+        self.assertEqual([label for label, _ in answer["all_scores"]][0], "bees")
+        self.assertEqual(len(answer["all_scores"]), 2)
+        self.assertEqual((answer["width"], answer["height"]), (width, height))
+        self.assertIn("turned upright using its EXIF orientation", answer["notes"])
+        preview_data = answer["preview"].removeprefix("data:image/jpeg;base64,")
+        preview = Image.open(io.BytesIO(base64.b64decode(preview_data)))
+        self.assertEqual(preview.width > preview.height, width > height)
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.prediction_count, 1)
+
+    def test_the_test_page_explains_a_bad_file(self):
+        response = self.client.post(
+            self.url("service_try", self.service.pk),
+            {"images": SimpleUploadedFile("notes.txt", b"just some words")},
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("This is not an image", response.json()["detail"])
+
+    def test_the_batch_test_reports_accuracy_and_a_confusion_matrix(self):
+        entries = {}
+        for label in ("ants", "bees"):
+            for path in real_photos(label, 4, split="val"):
+                entries[f"val/{label}/{path.name}"] = path.read_bytes()
+        wasp = real_photos("bees", 5, split="val")[-1].read_bytes()
+        entries["wasps/w1.jpg"] = wasp
+        entries["bees/broken.jpg"] = b"not a photo"
+        entries["loose.jpg"] = wasp
+        entries["__MACOSX/._x.jpg"] = b"junk"
+
+        response = self.client.post(
+            self.url("service_batch_test", self.service.pk),
+            {"archive": zip_of(entries)},
+            HTTP_HX_REQUEST="true",
+        )
+        self.assertEqual(response.status_code, 200, response.content)
+        batch = response.context["batch"]
+        metrics = batch.metrics
+
+        self.assertEqual(batch.tested, 8)
+        self.assertEqual(metrics["labels"], ["ants", "bees"])
+        self.assertEqual([sum(row) for row in metrics["confusion_matrix"]], [4, 4])
+        self.assertGreaterEqual(metrics["accuracy"], 0.75)
+        self.assertEqual(batch.unknown_labels, {"wasps": 1})
+        self.assertEqual([name for name, _ in batch.rejected], ["bees/broken.jpg"])
+        self.assertEqual(batch.skipped, ["loose.jpg"])
+        self.assertContains(response, "wasps (1 photo)")
+        self.assertContains(response, f"{metrics['accuracy']:.3f}")
+
+    def test_the_batch_test_refuses_a_file_that_is_not_a_zip(self):
+        response = self.client.post(
+            self.url("service_batch_test", self.service.pk),
+            {"archive": SimpleUploadedFile("a.zip", b"plain text")},
+            HTTP_HX_REQUEST="true",
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertContains(response, "not a zip archive", status_code=400)
+
+    def test_the_batch_test_needs_a_running_service(self):
+        deployment.stop(self.service)
+        entries = {"ants/a.jpg": real_photos("ants", 1, split="val")[0].read_bytes()}
+        response = self.client.post(
+            self.url("service_batch_test", self.service.pk),
+            {"archive": zip_of(entries)},
+        )
+        self.assertContains(response, "is stopped", status_code=400)
+
+    def test_stop_frees_the_model_and_start_brings_it_back(self):
+        self.client.post(self.url("service_stop", self.service.pk))
+        self.assertEqual(serving.loaded_service_ids(), [])
+        page = self.client.get(self.url("service_detail", self.service.pk))
+        self.assertNotContains(page, 'id="service-test"')
+
+        self.client.post(self.url("service_start", self.service.pk))
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.status, Service.Status.RUNNING)
+        self.assertEqual(serving.loaded_service_ids(), [self.service.pk])

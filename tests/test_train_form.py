@@ -1,0 +1,270 @@
+from datetime import timedelta
+from unittest import mock
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from django_q.conf import Conf
+
+from projects.models import Project
+from tests.base import BaseTestCase
+from tests.training_fixtures import import_photos
+from training.datasets import publish_dataset_version
+from training.models import DatasetVersion, TrainingRun
+from training.runs import start_training
+
+
+def queued_only():
+    """Queue tasks in the database as production does, without running them."""
+    return mock.patch.object(Conf, "SYNC", False)
+
+
+VALID = {
+    "dataset_version": "",
+    "dataset_version_name": "V001",
+    "train_ratio": "0.67",
+    "incremental_from": "",
+    "max_minutes": "60",
+    "preference": "balance",
+    "flavor": "cpu",
+}
+
+
+class TrainPageTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.url = reverse("training:train", args=[self.project.pk])
+
+    def _ready(self):
+        import_photos(self.project, "ants", 6)
+        import_photos(self.project, "bees", 6)
+
+    def test_it_disables_train_with_the_reasons_until_the_project_is_ready(self):
+        import_photos(self.project, "ants", 5)
+        import_photos(self.project, "bees", 4)
+
+        response = self.client.get(self.url)
+
+        self.assertContains(response, 'id="train-button" disabled')
+        self.assertContains(response, "bees needs 1 more image")
+        self.assertEqual(response.context["section"], "train")
+
+    def test_it_enables_train_when_the_project_is_ready(self):
+        self._ready()
+        response = self.client.get(self.url)
+        self.assertContains(
+            response, '<button type="submit" class="primary" id="train-button">'
+        )
+        self.assertContains(response, "Ready to train")
+
+    def test_it_refuses_to_train_a_project_that_is_not_ready(self):
+        import_photos(self.project, "ants", 5)
+
+        response = self.client.post(self.url, VALID)
+
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "add 1 more label with at least 5 images each")
+        self.assertFalse(TrainingRun.objects.exists())
+        self.assertFalse(DatasetVersion.objects.exists())
+
+    def test_it_proposes_the_dataset_version_name_and_shows_every_field(self):
+        self._ready()
+        publish_dataset_version(self.project, seed=1)
+
+        response = self.client.get(self.url)
+
+        form = response.context["form"]
+        self.assertEqual(form.initial["dataset_version_name"], "V002")
+        self.assertEqual(form["train_ratio"].value(), 0.8)
+        self.assertEqual(form["max_minutes"].value(), 60)
+        self.assertEqual(form["preference"].value(), "balance")
+        self.assertContains(response, "Performance first")
+        self.assertContains(response, "EfficientNet-Lite2")
+        self.assertContains(response, '<option value="cpu" selected>CPU</option>')
+
+    def test_it_starts_training_and_shows_the_run_page_at_once(self):
+        self._ready()
+        with queued_only():
+            response = self.client.post(self.url, VALID)
+
+        run = TrainingRun.objects.get()
+        self.assertRedirects(
+            response, reverse("training:run", args=[self.project.pk, run.pk])
+        )
+        self.assertEqual(run.status, TrainingRun.Status.QUEUED)
+        self.assertEqual(run.dataset_version.name, "V001")
+        self.assertEqual(run.created_by, self.alice)
+
+    def test_it_trains_on_an_existing_dataset_version(self):
+        self._ready()
+        version = publish_dataset_version(self.project, name="spring", train_ratio=0.5)
+        with queued_only():
+            self.client.post(self.url, {**VALID, "dataset_version": version.pk})
+
+        run = TrainingRun.objects.get()
+        self.assertEqual(run.dataset_version, version)
+        self.assertEqual(run.train_ratio, 0.5)
+        self.assertEqual(DatasetVersion.objects.count(), 1)
+
+    def test_it_enforces_every_fields_range(self):
+        self._ready()
+        other = Project.objects.create(owner=self.bob, name="Bob's")
+        foreign_version = DatasetVersion.objects.create(
+            project=other, name="V001", train_ratio=0.8, seed=1
+        )
+        cases = [
+            ("train_ratio", "-0.1"),
+            ("train_ratio", "1.1"),
+            ("train_ratio", "many"),
+            ("max_minutes", "5"),
+            ("max_minutes", "6001"),
+            ("preference", "fastest"),
+            ("flavor", "tpu"),
+            ("incremental_from", "999"),
+            ("dataset_version", str(foreign_version.pk)),
+            ("dataset_version_name", "no spaces allowed"),
+        ]
+        for field, value in cases:
+            with self.subTest(field=field, value=value):
+                response = self.client.post(self.url, {**VALID, field: value})
+                self.assertEqual(response.status_code, 200)
+                self.assertTrue(response.context["form"].errors.get(field), field)
+        self.assertFalse(TrainingRun.objects.exists())
+
+    def test_it_lists_finished_versions_by_precision_to_start_from(self):
+        self._ready()
+        with queued_only():
+            low = start_training(self.project, user=self.alice)
+            high = start_training(self.project, user=self.alice)
+            queued = start_training(self.project, user=self.alice)
+        TrainingRun.objects.filter(pk=low.pk).update(
+            status="succeeded", precision=0.81, model_file="projects/x/low.pt"
+        )
+        TrainingRun.objects.filter(pk=high.pk).update(
+            status="stopped", precision=0.93, model_file="projects/x/high.pt"
+        )
+
+        response = self.client.get(self.url)
+
+        choices = list(response.context["form"].fields["incremental_from"].choices)
+        labels = [str(label) for _, label in choices]
+        self.assertEqual(len(labels), 3)
+        self.assertTrue(labels[1].startswith("V002: precision 93.0%"))
+        self.assertTrue(labels[2].startswith("V001: precision 81.0%"))
+        self.assertNotIn(queued.version, " ".join(labels))
+
+    def test_it_answers_404_for_another_users_project(self):
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(self.url).status_code, 404)
+        self.assertEqual(self.client.post(self.url, VALID).status_code, 404)
+
+
+class RunPageTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        import_photos(self.project, "ants", 6)
+        import_photos(self.project, "bees", 6)
+
+    def _queued_run(self):
+        with queued_only():
+            return start_training(self.project, user=self.alice, train_ratio=0.67)
+
+    def test_it_polls_while_the_run_is_active(self):
+        run = self._queued_run()
+        status_url = reverse("training:run_status", args=[self.project.pk, run.pk])
+
+        response = self.client.get(run.get_absolute_url())
+
+        self.assertContains(response, f'hx-get="{status_url}"')
+        self.assertContains(response, 'hx-trigger="every 1s"')
+        self.assertContains(response, "Cancel</button>")
+        self.assertContains(response, "Waiting for the training worker")
+
+    def test_it_stops_polling_and_links_the_metrics_when_the_run_ends(self):
+        run = start_training(self.project, user=self.alice, train_ratio=0.67)
+        status_url = reverse("training:run_status", args=[self.project.pk, run.pk])
+
+        response = self.client.get(status_url, headers={"HX-Request": "true"})
+
+        self.assertContains(response, "Succeeded")
+        self.assertNotContains(response, "hx-trigger")
+        self.assertNotContains(response, "Cancel</button>")
+        self.assertContains(response, "Saved the model")
+        self.assertContains(response, 'id="run-progress">100%')
+        metrics_url = reverse("training:metrics", args=[self.project.pk, run.pk])
+        self.assertContains(response, metrics_url)
+
+    def test_it_shows_live_figures_of_a_running_run(self):
+        run = self._queued_run()
+        now = timezone.now()
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status="running",
+            started_at=now - timedelta(seconds=30),
+            heartbeat_at=now,
+            phase="Training the classifier",
+            progress=0.5,
+            epoch=7,
+            epochs_total=100,
+            loss=0.1234,
+            val_accuracy=0.9,
+        )
+
+        response = self.client.get(
+            reverse("training:run_status", args=[self.project.pk, run.pk])
+        )
+
+        self.assertContains(response, "Training the classifier")
+        self.assertContains(response, "7 of at most 100")
+        self.assertContains(response, "0.1234")
+        self.assertContains(response, 'id="run-val-accuracy">90%')
+        self.assertContains(response, 'id="run-elapsed">30 s')
+        self.assertContains(response, 'id="run-remaining">30 s')
+        self.assertContains(response, 'hx-trigger="every 1s"')
+
+    def test_it_cancels_a_queued_run(self):
+        run = self._queued_run()
+        url = reverse("training:run_cancel", args=[self.project.pk, run.pk])
+
+        response = self.client.post(url, headers={"HX-Request": "true"})
+
+        run.refresh_from_db()
+        self.assertEqual(run.status, TrainingRun.Status.CANCELLED)
+        self.assertContains(response, "Cancelled before it started.")
+        self.assertNotContains(response, "hx-trigger")
+
+    def test_it_marks_a_run_whose_worker_died_failed_when_polled(self):
+        run = self._queued_run()
+        old = timezone.now() - timedelta(
+            seconds=settings.TRAINING_HEARTBEAT_TIMEOUT + 1
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status="running", started_at=old, heartbeat_at=old
+        )
+
+        response = self.client.get(
+            reverse("training:run_status", args=[self.project.pk, run.pk])
+        )
+
+        self.assertContains(response, "Failed")
+        self.assertContains(response, "The training worker stopped unexpectedly")
+        self.assertNotContains(response, "hx-trigger")
+
+    def test_it_says_why_a_run_failed(self):
+        run = self._queued_run()
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status="failed", status_message="Image x.jpg could not be read: damaged."
+        )
+        response = self.client.get(run.get_absolute_url())
+        self.assertContains(response, "Image x.jpg could not be read: damaged.")
+
+    def test_it_answers_404_for_another_users_run(self):
+        run = self._queued_run()
+        self.client.force_login(self.bob)
+        for name in ("training:run", "training:run_status", "training:run_cancel"):
+            url = reverse(name, args=[self.project.pk, run.pk])
+            response = (
+                self.client.post(url) if "cancel" in name else self.client.get(url)
+            )
+            self.assertEqual(response.status_code, 404, name)
+        run.refresh_from_db()
+        self.assertEqual(run.status, TrainingRun.Status.QUEUED)

@@ -1,0 +1,100 @@
+"""The train form: what a user chooses before clicking Train."""
+
+from __future__ import annotations
+
+from django import forms
+
+from training.datasets import propose_dataset_version_name
+from training.ml.recipes import RECIPES
+from training.models import (
+    DEFAULT_TRAIN_RATIO,
+    DEFAULT_TRAINING_MINUTES,
+    MAX_TRAINING_MINUTES,
+    MIN_TRAINING_MINUTES,
+    TrainingRun,
+)
+from training.runs import flavor_choices, incremental_sources
+
+
+class IncrementalChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, run: TrainingRun) -> str:
+        precision = "-" if run.precision is None else f"{run.precision:.1%}"
+        return (
+            f"{run.version}: precision {precision} ({run.get_preference_display()}, "
+            f"dataset version {run.dataset_version.name})"
+        )
+
+
+class TrainForm(forms.Form):
+    dataset_version = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        empty_label="Publish a new dataset version from the current labels",
+        help_text="An existing version keeps its own training/validation split.",
+    )
+    dataset_version_name = forms.CharField(
+        label="New dataset version name",
+        max_length=32,
+        required=False,
+        help_text="Letters, digits, “.”, “_” and “-”; proposed by the studio.",
+    )
+    train_ratio = forms.FloatField(
+        label="Training ratio",
+        min_value=0.0,
+        max_value=1.0,
+        initial=DEFAULT_TRAIN_RATIO,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+        help_text="Share of each label's images used for training (0 to 1); the "
+        "rest validates the model. Applies to a new dataset version.",
+    )
+    incremental_from = IncrementalChoiceField(
+        queryset=None,
+        required=False,
+        label="Incremental training from",
+        empty_label="None: start from the pretrained network",
+        help_text="Start from a finished version's classifier; labels are matched "
+        "by name. It keeps that version's network.",
+    )
+    max_minutes = forms.IntegerField(
+        label="Maximum training time (minutes)",
+        min_value=MIN_TRAINING_MINUTES,
+        max_value=MAX_TRAINING_MINUTES,
+        initial=DEFAULT_TRAINING_MINUTES,
+        help_text=f"{MIN_TRAINING_MINUTES} to {MAX_TRAINING_MINUTES}. When it runs "
+        "out, the best model so far is saved.",
+    )
+    preference = forms.ChoiceField(
+        label="Training preference",
+        choices=[(key, recipe.title) for key, recipe in RECIPES.items()],
+        initial=TrainingRun.Preference.BALANCE,
+        widget=forms.RadioSelect,
+    )
+    flavor = forms.ChoiceField(
+        label="Instance flavor", initial=TrainingRun.Flavor.CPU, choices=()
+    )
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.fields["dataset_version"].queryset = project.dataset_versions.all()
+        self.fields["incremental_from"].queryset = incremental_sources(project)
+        self.fields["flavor"].choices = flavor_choices()
+        if not self.is_bound:
+            self.initial["dataset_version_name"] = propose_dataset_version_name(project)
+
+    @property
+    def recipes(self):
+        return list(RECIPES.values())
+
+    def start_kwargs(self) -> dict:
+        """The cleaned values as training.runs.start_training's arguments."""
+        data = self.cleaned_data
+        return {
+            "dataset_version": data["dataset_version"],
+            "dataset_version_name": data["dataset_version_name"],
+            "train_ratio": data["train_ratio"],
+            "incremental_from": data["incremental_from"],
+            "max_minutes": data["max_minutes"],
+            "preference": data["preference"],
+            "flavor": data["flavor"],
+        }

@@ -1,0 +1,129 @@
+"""API shapes for starting and following training runs."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from training.ml.recipes import RECIPES
+from training.models import (
+    DEFAULT_TRAIN_RATIO,
+    DEFAULT_TRAINING_MINUTES,
+    MAX_TRAINING_MINUTES,
+    MIN_TRAINING_MINUTES,
+    TrainingRun,
+)
+from training.runs import flavor_choices
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    """A run's parameters, live progress and macro figures."""
+
+    dataset_version = serializers.CharField(source="dataset_version.name")
+    incremental_from = serializers.CharField(
+        source="incremental_from.version", allow_null=True, read_only=True
+    )
+    usable = serializers.BooleanField(source="is_usable", read_only=True)
+    duration_seconds = serializers.FloatField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "version",
+            "status",
+            "status_message",
+            "cancel_requested",
+            "dataset_version",
+            "train_ratio",
+            "preference",
+            "flavor",
+            "max_minutes",
+            "incremental_from",
+            "phase",
+            "progress",
+            "epoch",
+            "epochs_total",
+            "loss",
+            "val_accuracy",
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "label_names",
+            "model_size_bytes",
+            "usable",
+            "duration_seconds",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
+class TrainingRunDetailSerializer(TrainingRunSerializer):
+    class Meta(TrainingRunSerializer.Meta):
+        fields = [*TrainingRunSerializer.Meta.fields, "metrics", "history", "log"]
+        read_only_fields = fields
+
+
+class StartTrainingSerializer(serializers.Serializer):
+    """What POST /api/projects/<id>/training-runs accepts.
+
+    `dataset_version` names an existing dataset version; without it a new one
+    is published from the current labels, named `dataset_version_name` (or
+    the next free "V001"-style name) and split with `train_ratio`.
+    `incremental_from` names a finished training version ("V001").
+    """
+
+    dataset_version = serializers.CharField(required=False, allow_blank=True)
+    dataset_version_name = serializers.CharField(
+        required=False, allow_blank=True, max_length=32
+    )
+    train_ratio = serializers.FloatField(
+        required=False, min_value=0.0, max_value=1.0, default=DEFAULT_TRAIN_RATIO
+    )
+    incremental_from = serializers.CharField(required=False, allow_blank=True)
+    max_minutes = serializers.IntegerField(
+        required=False,
+        min_value=MIN_TRAINING_MINUTES,
+        max_value=MAX_TRAINING_MINUTES,
+        default=DEFAULT_TRAINING_MINUTES,
+    )
+    preference = serializers.ChoiceField(
+        choices=list(RECIPES), required=False, default=TrainingRun.Preference.BALANCE
+    )
+    flavor = serializers.CharField(required=False, default=TrainingRun.Flavor.CPU)
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def validate_dataset_version(self, name):
+        if not name:
+            return None
+        version = self.project.dataset_versions.filter(name=name).first()
+        if version is None:
+            raise serializers.ValidationError(
+                f"This project has no dataset version named “{name}”."
+            )
+        return version
+
+    def validate_incremental_from(self, name):
+        if not name:
+            return None
+        run = self.project.training_runs.filter(version=name).first()
+        if run is None:
+            raise serializers.ValidationError(
+                f"This project has no training version named “{name}”."
+            )
+        return run
+
+    def validate_flavor(self, value):
+        allowed = [key for key, _ in flavor_choices()]
+        if value not in allowed:
+            raise serializers.ValidationError(
+                f"Unknown or unavailable instance flavor “{value}”: choose "
+                f"{' or '.join(allowed)}."
+            )
+        return value
