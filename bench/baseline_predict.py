@@ -35,6 +35,11 @@ def rss_mb() -> float:
 
 
 def main() -> None:
+    # The engine reads the studio's settings (image limits) on import; the
+    # benchmark passes DJANGO_SETTINGS_MODULE, nothing here uses the database.
+    import django
+
+    django.setup()
     from PIL import Image
 
     from training.ml.engine import load_predictor

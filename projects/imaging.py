@@ -81,23 +81,23 @@ def decode_image(
     _check_pixels(width, height)
     notes = []
 
-    frames = getattr(picture, "n_frames", 1)
-    if frames > 1:
-        notes.append(_frames_note(picture.format, frames))
-        picture.seek(0)
-
-    orientation = _orientation(picture)
-    if orientation in _SWAPPING_ORIENTATIONS:
-        width, height = height, width
-    if orientation not in (None, 1):
-        notes.append("turned upright using its EXIF orientation")
-
-    if draft_size and file_format == "JPEG":
-        if orientation in _SWAPPING_ORIENTATIONS:
-            draft_size = (draft_size[1], draft_size[0])
-        picture.draft("RGB", draft_size)
-
     try:
+        frames = getattr(picture, "n_frames", 1)
+        if frames > 1:
+            notes.append(_frames_note(picture.format, frames))
+            picture.seek(0)
+
+        orientation = _orientation(picture)
+        if orientation in _SWAPPING_ORIENTATIONS:
+            width, height = height, width
+        if orientation not in (None, 1):
+            notes.append("turned upright using its EXIF orientation")
+
+        if draft_size and file_format == "JPEG":
+            if orientation in _SWAPPING_ORIENTATIONS:
+                draft_size = (draft_size[1], draft_size[0])
+            picture.draft("RGB", draft_size)
+
         picture.load()
         if orientation not in (None, 1):
             ImageOps.exif_transpose(picture, in_place=True)
@@ -106,16 +106,15 @@ def decode_image(
         raise
     except Image.DecompressionBombError:
         raise _too_many_pixels(width, height)
-    except OSError as exc:
-        if "truncated" in str(exc):
+    except Exception as exc:
+        # Pillow reports broken files through many exception types.
+        if isinstance(exc, OSError) and "truncated" in str(exc):
             raise ImageRejected(
                 "The image is incomplete: the file ends before the picture does "
                 "(it may have been cut off while copying or downloading)."
             )
-        raise ImageRejected(f"The {file_format} data is damaged: {exc}.")
-    except Exception as exc:
-        # Pillow reports broken files through many exception types.
-        raise ImageRejected(f"The {file_format} data is damaged: {exc}.")
+        detail = str(exc).rstrip(".") or type(exc).__name__
+        raise ImageRejected(f"The {file_format} data is damaged: {detail}.")
 
     return DecodedImage(
         image=image, format=file_format, width=width, height=height, notes=notes

@@ -131,19 +131,20 @@ class ImportFileTests(BaseTestCase):
         self.assertFalse(Image.objects.exists())
 
     def test_it_keeps_accepting_after_an_unexpected_failure(self):
-        real_thumbnail = PILImage.Image.thumbnail
+        real_save = PILImage.Image.save
         calls = []
 
-        def thumbnail(image, *args, **kwargs):
+        def save(image, *args, **kwargs):
             calls.append(1)
             if len(calls) == 2:
-                raise RuntimeError("thumbnail crashed")
-            return real_thumbnail(image, *args, **kwargs)
+                raise RuntimeError("encoder crashed")
+            return real_save(image, *args, **kwargs)
 
+        files = [png_bytes((n, n, n)) for n in range(3)]
         importer = Importer(self.project)
-        with mock.patch.object(PILImage.Image, "thumbnail", thumbnail):
-            for n, color in enumerate([(1, 1, 1), (2, 2, 2), (3, 3, 3)]):
-                importer.add_file(f"{n}.png", png_bytes(color))
+        with mock.patch.object(PILImage.Image, "save", save):
+            for n, data in enumerate(files):
+                importer.add_file(f"{n}.png", data)
 
         statuses = [r.status for r in importer.report.results]
         self.assertEqual(statuses, ["accepted", "rejected", "accepted"])

@@ -73,9 +73,11 @@ class TrainCommandTests(BaseTestCase):
             (["--dataset-version", "nope"], "no dataset version nope"),
         ]
         for args, message in cases:
-            with self.subTest(args=args):
-                with self.assertRaisesMessage(CommandError, message):
-                    self._train(*args)
+            with (
+                self.subTest(args=args),
+                self.assertRaisesMessage(CommandError, message),
+            ):
+                self._train(*args)
         self.assertFalse(TrainingRun.objects.exists())
 
     def test_it_refuses_a_project_that_is_not_ready(self):

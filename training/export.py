@@ -114,7 +114,8 @@ def export_zip(run: TrainingRun):
     if not run.model_file or not model_path.is_file():
         raise ExportFailed(f"The model file of {run.version} is missing.")
 
-    archive = tempfile.TemporaryFile(suffix=".zip")
+    # Left open for the response to stream; closing it removes it.
+    archive = tempfile.TemporaryFile(suffix=".zip")  # noqa: SIM115
     try:
         with tempfile.TemporaryDirectory(prefix="exeml-export-") as folder:
             script_path, json_path = export_torchscript(model_path, Path(folder))

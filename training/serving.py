@@ -218,9 +218,9 @@ def decode_for(predictor, data: bytes):
     from projects.imaging import decode_image
 
     # A JPEG decodes much faster at a reduced scale; the model's preprocessing
-    # gives the same pixels either way.
-    size = getattr(getattr(predictor, "spec", None), "decode_size", None)
-    return decode_image(data, draft_size=(size, size) if size else None)
+    # gives the same pixels' scale either way.
+    size = predictor.spec.decode_size
+    return decode_image(data, draft_size=(size, size))
 
 
 def predict_bytes(predictor, data: bytes, top: int | None = TOP_LABELS):

@@ -20,8 +20,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
@@ -43,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
     # Everything under tests/e2e is a browser test, so `-m "not e2e"` skips it
     # without each module having to remember the marker.
     for item in items:
-        if E2E_DIR in Path(str(item.path)).parents:
+        if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
 
 
@@ -82,12 +86,12 @@ def pytest_terminal_summary(terminalreporter):
 
 
 _failed_step_key = pytest.StashKey[str]()
-_server_key = pytest.StashKey["LiveServer"]()
+_server_key = pytest.StashKey["StudioServer"]()
 _artifacts_key = pytest.StashKey[Path]()
 
 
 @dataclass
-class LiveServer:
+class StudioServer:
     url: str
     var_dir: Path
     log_path: Path
@@ -151,7 +155,7 @@ def _manage(env: dict[str, str], log, *args: str) -> None:
     )
 
 
-def _wait_until_healthy(server: LiveServer) -> None:
+def _wait_until_healthy(server: StudioServer) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -177,9 +181,13 @@ def artifacts_dir(request) -> Path:
     folder = REPO_DIR / "test-artifacts" / "e2e" / stamp
     folder.mkdir(parents=True, exist_ok=True)
     request.config.stash[_artifacts_key] = folder
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nBrowser suite screenshots: {folder}")
+    # Said at once, not only in the summary, so a long run can be watched.
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nBrowser suite screenshots: {folder}")
     return folder
 
 
@@ -188,7 +196,7 @@ def studio_server(request, artifacts_dir):
     """The studio, started as `make run` starts it, on a fresh database."""
     var_dir = Path(tempfile.mkdtemp(prefix="exeml-e2e-"))
     port = _free_port()
-    server = LiveServer(
+    server = StudioServer(
         url=f"http://127.0.0.1:{port}",
         var_dir=var_dir,
         log_path=artifacts_dir / "server.log",
@@ -242,17 +250,13 @@ def browser():
 class Flow:
     """One person's browser session through the studio, with what it saw."""
 
-    page: object
-    base_url: str
+    page: "Page"
     artifacts_dir: Path
     problems: list[str] = field(default_factory=list)
     visited: list[str] = field(default_factory=list)
     shots: int = 0
     # Filled in by the steps as they go.
     state: dict = field(default_factory=dict)
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
 
     def screenshot(self, name: str, *, full_page: bool = True) -> Path:
         self.shots += 1
@@ -276,14 +280,15 @@ def flow(browser, studio_server, artifacts_dir):
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
-    flow = Flow(page=page, base_url=studio_server.url, artifacts_dir=artifacts_dir)
+    flow = Flow(page=page, artifacts_dir=artifacts_dir)
 
     # Nothing is ignored: a favicon, a stylesheet or an htmx swap that fails shows
     # up as a console error, and that is a bug a user would see.
     def on_console(message):
         if message.type == "error":
-            where = message.location.get("url") or page.url
-            flow.problems.append(f"console error on {where}: {message.text}")
+            source = message.location.get("url")
+            where = f" (from {source})" if source and source != page.url else ""
+            flow.problems.append(f"console error on {page.url}: {message.text}{where}")
 
     def on_page_error(error):
         flow.problems.append(f"page error on {page.url}: {error}")

@@ -357,12 +357,13 @@ def service_batch_test(request, project_id, service_id):
             )
         ]
     status = 400 if "batch_error" in ctx else 200
-    template = (
-        "training/service_batch_result.html"
-        if request.htmx
-        else "training/service_detail.html"
-    )
-    return render(request, template, ctx, status=status)
+    if request.htmx:
+        return render(request, "training/service_batch_result.html", ctx, status=status)
+
+    if unavailable:
+        # The batch panel, where errors show, is hidden on such a service.
+        messages.error(request, ctx["batch_error"])
+    return render(request, "training/service_detail.html", ctx, status=status)
 
 
 @login_required
