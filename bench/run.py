@@ -566,29 +566,47 @@ class Bench:
     # -- predict and memory (one running web server) --------------------------
 
     def bench_service(self) -> tuple[dict, dict]:
-        """Serve the gallery, then deploy and predict, in one gunicorn worker."""
+        """Serve the gallery, then deploy and predict, in one gunicorn worker.
+
+        The bare baseline runs just before and just after the requests; the
+        faster of the two is the baseline, so a busy moment of the machine
+        cannot make the service look better than it is.
+        """
         photo = typical_photo(self.dataset)
-        baseline = self.baseline_predict(photo)
+        baselines = [self.baseline_predict(photo)]
 
         log = self.work / "gunicorn.log"
         with WebServer(self.env, log) as server:
-            idle_rss = rss_mb(server.worker_pid)
+            pid = server.worker_pid
+            idle_rss = rss_mb(pid)
             web = self.serve_gallery(server)
-            web_rss = rss_mb(server.worker_pid)
-            web_torch = torch_loaded(server.worker_pid)
+            web_rss, web_torch = rss_mb(pid), torch_loaded(pid)
 
             service_id, deploy_s = self.deploy(server)
-            predict = self.predict_over_http(server, service_id, photo)
-            service_rss = rss_mb(server.worker_pid)
-            service_torch = torch_loaded(server.worker_pid)
+            client = PredictClient(server, self.token, service_id, photo)
+            client.send(5)  # warm-up
+            sequential = client.sequential(self.sizes["predict_requests"])
+            service_rss, service_torch = rss_mb(pid), torch_loaded(pid)
+            concurrent = client.concurrent(
+                self.sizes["predict_clients"],
+                self.sizes["predict_concurrent_requests"],
+            )
+            concurrent_rss = rss_mb(pid)
+        baselines.append(self.baseline_predict(photo))
+        baseline = min(baselines, key=lambda b: b["p50_ms"])
+        baseline["runs"] = [
+            {k: b[k] for k in ("p50_ms", "p95_ms", "predictions_per_s")}
+            for b in baselines
+        ]
 
         predict_limit = 1.5 * baseline["p50_ms"] + 5
-        sequential = predict["sequential"]
+        clients = concurrent["clients"]
         prediction = {
             "figures": {
                 "photo": photo.name,
                 "deploy_seconds": deploy_s,
-                **predict,
+                "sequential": sequential,
+                "concurrent": concurrent,
             },
             "baseline": baseline,
             "rows": [
@@ -614,31 +632,29 @@ class Bench:
                     baseline["predictions_per_s"],
                     unit="req/s",
                 ),
+                row(
+                    f"p50 latency, {clients} clients",
+                    concurrent["p50_ms"],
+                    baseline["p50_ms"],
+                    unit="ms",
+                ),
+                row(
+                    f"p95 latency, {clients} clients",
+                    concurrent["p95_ms"],
+                    baseline["p95_ms"],
+                    unit="ms",
+                ),
+                row(
+                    f"requests/s, {clients} clients",
+                    concurrent["requests_per_s"],
+                    baseline["predictions_per_s"],
+                    unit="req/s",
+                ),
             ],
         }
-        concurrent = predict["concurrent"]
-        prediction["rows"] += [
-            row(
-                f"p50 latency, {concurrent['clients']} clients",
-                concurrent["p50_ms"],
-                baseline["p50_ms"],
-                unit="ms",
-            ),
-            row(
-                f"p95 latency, {concurrent['clients']} clients",
-                concurrent["p95_ms"],
-                baseline["p95_ms"],
-                unit="ms",
-            ),
-            row(
-                f"requests/s, {concurrent['clients']} clients",
-                concurrent["requests_per_s"],
-                baseline["predictions_per_s"],
-                unit="req/s",
-            ),
-        ]
 
-        service_limit = web_rss + baseline["rss_mb"]
+        bare_rss = max(b["rss_mb"] for b in baselines)
+        service_limit = web_rss + bare_rss
         memory = {
             "figures": {
                 "web_idle_rss_mb": idle_rss,
@@ -647,12 +663,14 @@ class Bench:
                 "web_pages": web,
                 "service_rss_mb": service_rss,
                 "service_torch_loaded": service_torch,
+                "service_rss_after_concurrent_mb": concurrent_rss,
             },
             "baseline": {
                 "what": "web: the same worker just started, before any request; "
-                "service: a bare process holding the model (baseline_predict.py)",
+                "service: a bare process holding the model and predicting one "
+                "photo at a time (baseline_predict.py)",
                 "web_idle_rss_mb": idle_rss,
-                "bare_predictor_rss_mb": baseline["rss_mb"],
+                "bare_predictor_rss_mb": bare_rss,
             },
             "rows": [
                 row(
@@ -665,13 +683,19 @@ class Bench:
                     passed=not web_torch,
                 ),
                 row(
-                    "service worker RSS after predictions",
+                    "service worker RSS after sequential predictions",
                     service_rss,
-                    baseline["rss_mb"],
+                    bare_rss,
                     unit="MB",
                     rule="<= web RSS + bare predictor RSS",
                     limit=service_limit,
                     passed=service_rss <= service_limit and service_torch,
+                ),
+                row(
+                    f"service worker RSS after {clients} clients",
+                    concurrent_rss,
+                    bare_rss,
+                    unit="MB",
                 ),
             ],
         }
@@ -724,70 +748,6 @@ class Bench:
             raise RuntimeError(f"The service did not start: {service}")
         return service["id"], time.perf_counter() - started
 
-    def predict_over_http(self, server: WebServer, service_id: int, photo: Path):
-        body, content_type = multipart(
-            "images", photo.name, photo.read_bytes(), "image/jpeg"
-        )
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": content_type}
-        path = f"/api/services/{service_id}/predict"
-        expected = photo.parent.name
-
-        def requests(count: int, latencies: list, errors: list, labels: list):
-            conn = server.connection()
-            try:
-                for _ in range(count):
-                    status, answer, seconds = server.request(
-                        "POST", path, body=body, headers=headers, conn=conn
-                    )
-                    latencies.append(seconds * 1000)
-                    if status != 200:
-                        errors.append(status)
-                    else:
-                        labels.append(json.loads(answer)["predicted_label"])
-            finally:
-                conn.close()
-
-        requests(5, [], [], [])  # warm-up
-
-        latencies, errors, labels = [], [], []
-        started = time.perf_counter()
-        requests(self.sizes["predict_requests"], latencies, errors, labels)
-        wall = time.perf_counter() - started
-        sequential = {
-            "requests": len(latencies),
-            "errors": len(errors),
-            "p50_ms": percentile(latencies, 0.5),
-            "p95_ms": percentile(latencies, 0.95),
-            "requests_per_s": len(latencies) / wall,
-            "predicted_label": max(set(labels), key=labels.count) if labels else None,
-            "expected_label": expected,
-        }
-
-        clients = self.sizes["predict_clients"]
-        each = self.sizes["predict_concurrent_requests"] // clients
-        c_latencies, c_errors, c_labels = [], [], []
-        threads = [
-            threading.Thread(
-                target=requests, args=(each, c_latencies, c_errors, c_labels)
-            )
-            for _ in range(clients)
-        ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
-        concurrent = {
-            "clients": clients,
-            "requests": len(c_latencies),
-            "errors": len(c_errors),
-            "p50_ms": percentile(c_latencies, 0.5),
-            "p95_ms": percentile(c_latencies, 0.95),
-            "requests_per_s": len(c_latencies) / wall,
-        }
-        return {"sequential": sequential, "concurrent": concurrent}
-
     def baseline_predict(self, photo: Path) -> dict:
         from projects import storage
 
@@ -809,6 +769,79 @@ class Bench:
         )
         answer["peak_rss_mb"] = measured.peak_rss_mb
         return answer
+
+
+class PredictClient:
+    """Sends the prediction request a user's program would, over loopback."""
+
+    def __init__(self, server: WebServer, token: str, service_id: int, photo: Path):
+        self.server = server
+        self.body, content_type = multipart(
+            "images", photo.name, photo.read_bytes(), "image/jpeg"
+        )
+        self.headers = {
+            "Authorization": f"Token {token}",
+            "Content-Type": content_type,
+        }
+        self.path = f"/api/services/{service_id}/predict"
+        self.expected = photo.parent.name
+
+    def send(self, count: int, latencies=None, errors=None, labels=None) -> None:
+        """`count` requests, one after the other, on one keep-alive connection."""
+        latencies = [] if latencies is None else latencies
+        errors = [] if errors is None else errors
+        labels = [] if labels is None else labels
+        conn = self.server.connection()
+        try:
+            for _ in range(count):
+                status, answer, seconds = self.server.request(
+                    "POST", self.path, body=self.body, headers=self.headers, conn=conn
+                )
+                latencies.append(seconds * 1000)
+                if status == 200:
+                    labels.append(json.loads(answer)["predicted_label"])
+                else:
+                    errors.append(status)
+        finally:
+            conn.close()
+
+    def sequential(self, count: int) -> dict:
+        latencies, errors, labels = [], [], []
+        started = time.perf_counter()
+        self.send(count, latencies, errors, labels)
+        wall = time.perf_counter() - started
+        return {
+            "requests": len(latencies),
+            "errors": len(errors),
+            "p50_ms": percentile(latencies, 0.5),
+            "p95_ms": percentile(latencies, 0.95),
+            "requests_per_s": len(latencies) / wall,
+            "predicted_label": max(set(labels), key=labels.count) if labels else None,
+            "expected_label": self.expected,
+        }
+
+    def concurrent(self, clients: int, total: int) -> dict:
+        latencies, errors, labels = [], [], []
+        threads = [
+            threading.Thread(
+                target=self.send, args=(total // clients, latencies, errors, labels)
+            )
+            for _ in range(clients)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        return {
+            "clients": clients,
+            "requests": len(latencies),
+            "errors": len(errors),
+            "p50_ms": percentile(latencies, 0.5),
+            "p95_ms": percentile(latencies, 0.95),
+            "requests_per_s": len(latencies) / wall,
+        }
 
 
 def show(value, unit=""):
