@@ -967,6 +967,9 @@ def main() -> int:
         return 2
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="exeml-bench-"))
+    if (work / "var").exists():
+        print(f"{work} already holds a benchmark studio; give an empty folder.")
+        return 2
     work.mkdir(parents=True, exist_ok=True)
     if args.out:
         out = args.out

@@ -263,6 +263,29 @@ class PredictorTests(BaseTestCase):
             self.assertAlmostEqual(value, expected[name], places=4)
 
 
+def test_it_updates_weights_exactly_like_torch_adamw():
+    torch.manual_seed(0)
+    ours, reference = torch.nn.Linear(20, 3), torch.nn.Linear(20, 3)
+    reference.load_state_dict(ours.state_dict())
+    x, y = torch.randn(50, 20), torch.randint(0, 3, (50,))
+    optimizers = [
+        (ours, engine._AdamW(ours.parameters(), lr=1e-2, weight_decay=1e-2)),
+        (
+            reference,
+            torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=1e-2),
+        ),
+    ]
+
+    for _ in range(30):
+        for model, optimizer in optimizers:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+    assert torch.allclose(ours.weight, reference.weight, atol=1e-6)
+    assert torch.allclose(ours.bias, reference.bias, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["performance_first", "balance", "accuracy_first"])
 def test_it_knows_every_preference(name):
     from training.ml.recipes import get_recipe

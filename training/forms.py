@@ -25,8 +25,16 @@ class IncrementalChoiceField(forms.ModelChoiceField):
         )
 
 
+class DatasetVersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, version) -> str:
+        return (
+            f"{version.name}: {version.image_count} images, training ratio "
+            f"{version.train_ratio:g}"
+        )
+
+
 class TrainForm(forms.Form):
-    dataset_version = forms.ModelChoiceField(
+    dataset_version = DatasetVersionChoiceField(
         queryset=None,
         required=False,
         empty_label="Publish a new dataset version from the current labels",

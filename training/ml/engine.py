@@ -448,9 +448,6 @@ def _embed_all(
     done = 0
     stopped = False
     for start in range(0, len(todo), EMBED_BATCH_SIZE):
-        if should_cancel():
-            raise TrainingCancelled()
-
         batch = todo[start : start + EMBED_BATCH_SIZE]
         images = []
         for item in batch:
@@ -460,6 +457,12 @@ def _embed_all(
                 raise
             except Exception as exc:
                 raise ImageUnreadable(item.name, _unreadable_reason(exc))
+            # Per image, so a batch of huge photos still shows signs of life.
+            decoded = done + len(images)
+            fraction = LOAD_SHARE + EMBED_SHARE * decoded / len(todo)
+            progress(Progress(f"Preparing images {decoded}/{len(todo)}", fraction))
+            if should_cancel():
+                raise TrainingCancelled()
 
         pixels = preprocess.to_tensor(images).to(device)
         with torch.inference_mode():
@@ -509,6 +512,41 @@ def _probabilities(head: Head, x: torch.Tensor, x_flipped=None) -> torch.Tensor:
     return p
 
 
+class _AdamW:
+    """AdamW (Adam with decoupled weight decay), as torch.optim.AdamW does it.
+
+    Written out because the first torch.optim optimizer in a process imports
+    torch's compiler stack, which takes longer than fitting the whole head.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999)):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, 1e-8
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1 = 1 - beta1**self.steps
+        correction2 = 1 - beta2**self.steps
+        moments = zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True)
+        for p, avg, avg_sq in moments:
+            if p.grad is None:
+                continue
+            p.mul_(1 - self.lr * self.weight_decay)
+            avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+            avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            denominator = (avg_sq / correction2).sqrt_().add_(self.eps)
+            p.addcdiv_(avg, denominator, value=-self.lr / correction1)
+
+
 @contextmanager
 def _one_thread():
     """Run the head's tiny matrix products on one thread.
@@ -545,7 +583,7 @@ def _fit(
     Returns the history and whether the time limit stopped it.
     """
     x_eval, x_eval_flipped, y_eval = evaluation
-    optimizer = torch.optim.AdamW(
+    optimizer = _AdamW(
         head.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
