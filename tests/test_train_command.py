@@ -2,10 +2,12 @@ import json
 from io import StringIO
 from unittest import mock
 
+import pytest
 from django.core.management import CommandError, call_command
 from django_q.conf import Conf
 
-from tests.base import BaseTestCase
+from projects.importing import import_file
+from tests.base import BaseTestCase, hymenoptera_dir
 from tests.training_fixtures import import_photos
 from training.models import TrainingRun
 
@@ -88,3 +90,37 @@ class TrainCommandTests(BaseTestCase):
     def test_it_names_an_unknown_project(self):
         with self.assertRaisesMessage(CommandError, "no project named"):
             call_command("train", "--project", "Nope", stdout=StringIO())
+
+
+@pytest.mark.slow
+class FullPhotoSetTests(BaseTestCase):
+    """The issue's acceptance check on every ants/bees photo (about 30 s)."""
+
+    def test_it_reaches_093_with_balance_and_retrains_incrementally(self):
+        folder = hymenoptera_dir()
+        for path in sorted(folder.glob("*/*/*")):
+            result = import_file(
+                self.project, path.name, path.read_bytes(), label_name=path.parent.name
+            )
+            self.assertNotEqual(result.status, "rejected", result.message)
+
+        first = json.loads(self._train_wait("--preference", "balance"))
+        second = json.loads(
+            self._train_wait("--dataset-version", "V001", "--incremental-from", "V001")
+        )
+
+        self.assertGreaterEqual(first["accuracy"], 0.93)
+        self.assertGreaterEqual(second["accuracy"], 0.93)
+        runs = {run.version: run for run in TrainingRun.objects.all()}
+        # The second run embeds nothing and starts where the first one ended.
+        self.assertEqual(runs["V002"].metrics["images"]["from_cache"], 398)
+        self.assertEqual(runs["V002"].metrics["images"]["embedded"], 0)
+        self.assertEqual(runs["V002"].epochs_total, 50)
+        self.assertLess(
+            runs["V002"].history[0]["val_loss"], runs["V001"].history[0]["val_loss"]
+        )
+
+    def _train_wait(self, *args) -> str:
+        out = StringIO()
+        call_command("train", "--project", "Insects", "--wait", *args, stdout=out)
+        return out.getvalue()

@@ -129,7 +129,7 @@ def run_training(run_id: int) -> str:
             "Cancelled while training; no model was saved.",
             phase="",
         )
-        return TrainingRun.Status.CANCELLED
+        return TrainingRun.Status.CANCELLED.value
     except engine.TrainingError as exc:
         logger.warning("Training run %s failed: %s", run_id, exc)
         return _fail(reporter, str(exc))
@@ -151,7 +151,7 @@ def run_training(run_id: int) -> str:
 def _fail(reporter: RunReporter, message: str) -> str:
     reporter.log(f"Failed: {message}")
     reporter.finish(TrainingRun.Status.FAILED, message, phase="")
-    return TrainingRun.Status.FAILED
+    return TrainingRun.Status.FAILED.value
 
 
 def _device(run: TrainingRun, reporter: RunReporter) -> str:
@@ -253,4 +253,4 @@ def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
         metrics["accuracy"],
         model_file,
     )
-    return status
+    return status.value
