@@ -209,6 +209,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, images, labels, dataset versions, training, prediction.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingStatusEnum": "training.models.TrainingRun.Status",
+        "ServiceStatusEnum": "training.models.Service.Status",
+        "PreferenceEnum": "training.models.TrainingRun.Preference",
+    },
 }
 
 # Training can be allowed up to 6000 minutes. The worker must never kill a run

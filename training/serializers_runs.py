@@ -95,7 +95,8 @@ class StartTrainingSerializer(serializers.Serializer):
     )
     flavor = serializers.CharField(required=False, default=TrainingRun.Flavor.CPU)
 
-    def __init__(self, *args, project, **kwargs):
+    # The schema generator builds serializers without a project.
+    def __init__(self, *args, project=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.project = project
 
