@@ -193,6 +193,13 @@ class RunPageTests(BaseTestCase):
         self.assertContains(response, 'id="run-progress">100%')
         metrics_url = reverse("training:metrics", args=[self.project.pk, run.pk])
         self.assertContains(response, metrics_url)
+        # The poll that sees the end moves the watcher on to the metrics page...
+        self.assertContains(response, 'getElementById("to-metrics").click()')
+
+        # ...but a later visit to the finished run's page stays there.
+        page = self.client.get(run.get_absolute_url())
+        self.assertContains(page, metrics_url)
+        self.assertNotContains(page, 'getElementById("to-metrics").click()')
 
     def test_it_shows_live_figures_of_a_running_run(self):
         run = self._queued_run()

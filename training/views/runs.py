@@ -99,7 +99,10 @@ def run_status(request, project_id, run_id):
     run = _get_run_for_user(request.user, project_id, run_id)
     if mark_stale_runs_failed(TrainingRun.objects.filter(pk=run.pk)):
         run.refresh_from_db()
-    return render(request, "training/_run_status.html", _status_ctx(run))
+
+    # The poll that sees the run finish takes the watcher on to the metrics.
+    ctx = {**_status_ctx(run), "go_to_metrics": run.is_usable}
+    return render(request, "training/_run_status.html", ctx)
 
 
 @login_required
