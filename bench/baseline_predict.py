@@ -1,11 +1,17 @@
 """The bare prediction loop the `predict` benchmark is compared with.
 
     python bench/baseline_predict.py MODEL_FILE PHOTO COUNT
+    python bench/baseline_predict.py MODEL_FILE PHOTO --serve
 
 Loads the model with training.ml.engine.load_predictor, decodes the photo once
-with Pillow, then calls predictor.predict([image]) COUNT times in a loop: no
-web server, no HTTP, no database, no decoding per call. Prints latency
-percentiles and this process's memory as one JSON object.
+with Pillow, then calls predictor.predict([image]) in a loop: no web server, no
+HTTP, no database, no decoding per call.
+
+With COUNT it runs COUNT predictions and prints a summary as one JSON object.
+With --serve it first prints {"ready": ...}, then reads a count per line on
+stdin and answers each with a JSON list of that many latencies (ms), so the
+benchmark can interleave rounds of this loop with rounds of HTTP requests and
+both see the same moments of a busy machine.
 """
 
 import json
@@ -40,17 +46,16 @@ def main() -> None:
     import django
 
     django.setup()
+    import torch
     from PIL import Image
 
     from training.ml.engine import load_predictor
-    from training.ml.runtime import tune_allocator
 
-    model_file, photo, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    # The same process set-up as the training worker, so the comparison is
-    # between pipelines, not between memory allocator settings.
-    tune_allocator()
+    model_file, photo, count = sys.argv[1], sys.argv[2], sys.argv[3]
 
     started = time.perf_counter()
+    # load_predictor applies the same process set-up (allocator) as the
+    # studio's prediction code.
     predictor = load_predictor(Path(model_file))
     load_s = time.perf_counter() - started
 
@@ -59,34 +64,44 @@ def main() -> None:
         image = image.convert("RGB")
     decode_ms = (time.perf_counter() - started) * 1000
 
-    for _ in range(WARM_UP):
-        predictor.predict([image])
+    labels = []
 
-    latencies = []
+    def loop(n: int) -> list[float]:
+        latencies = []
+        for _ in range(n):
+            call = time.perf_counter()
+            scores = predictor.predict([image])[0]
+            latencies.append((time.perf_counter() - call) * 1000)
+            labels.append(scores[0][0])
+        return latencies
+
+    loop(WARM_UP)
+    facts = {
+        "predicted_label": labels[-1],
+        "decode_ms": decode_ms,
+        "load_seconds": load_s,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+    if count == "--serve":
+        print(json.dumps({"ready": True, **facts}), flush=True)
+        for line in sys.stdin:
+            latencies = loop(int(line))
+            print(json.dumps({"latencies": latencies, "rss_mb": rss_mb()}), flush=True)
+        return
+
     started = time.perf_counter()
-    for _ in range(count):
-        call = time.perf_counter()
-        scores = predictor.predict([image])[0]
-        latencies.append((time.perf_counter() - call) * 1000)
+    latencies = loop(int(count))
     wall = time.perf_counter() - started
-
-    import torch
-
-    print(
-        json.dumps(
-            {
-                "p50_ms": percentile(latencies, 0.5),
-                "p95_ms": percentile(latencies, 0.95),
-                "predictions_per_s": count / wall,
-                "predictions": count,
-                "predicted_label": scores[0][0],
-                "decode_ms": decode_ms,
-                "load_seconds": load_s,
-                "rss_mb": rss_mb(),
-                "torch_threads": torch.get_num_threads(),
-            }
-        )
-    )
+    summary = {
+        "p50_ms": percentile(latencies, 0.5),
+        "p95_ms": percentile(latencies, 0.95),
+        "predictions_per_s": len(latencies) / wall,
+        "predictions": len(latencies),
+        "rss_mb": rss_mb(),
+        **facts,
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

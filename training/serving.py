@@ -120,10 +120,16 @@ def evict(service_id: int) -> bool:
     with _lock:
         entry = _loaded.pop(service_id, None)
         _load_locks.pop(service_id, None)
+        nothing_left = not _loaded
     if entry is None:
         return False
 
     del entry
+    if nothing_left:
+        # Only a loaded predictor can have brought the engine in.
+        from training.ml.engine import release_backbones
+
+        release_backbones()
     gc.collect()
     logger.info("Freed the model of service %s", service_id)
     return True

@@ -102,6 +102,13 @@
       return;
     }
     showAnswer(answer);
+    // The status card counts predictions and their latency: bring it up to date.
+    if (window.htmx) {
+      htmx.ajax("GET", panel.dataset.statusUrl, {
+        target: "#service-status",
+        swap: "outerHTML",
+      });
+    }
   }
 
   input.addEventListener("change", function () {

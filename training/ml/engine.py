@@ -140,6 +140,12 @@ def get_backbone(name: str, device: str = "cpu") -> nn.Module:
         return network
 
 
+def release_backbones() -> None:
+    """Forget the shared backbones; the memory goes once no predictor uses them."""
+    with _backbones_lock:
+        _backbones.clear()
+
+
 class Head(nn.Module):
     """Standardise the features, then a linear layer or a two-layer MLP."""
 
