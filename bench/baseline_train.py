@@ -84,7 +84,12 @@ def main() -> None:
     with torch.inference_mode():
         features = torch.cat(
             [
-                network.features(normalise(batch.float()))
+                network.features(
+                    # The loaded network is channels-last; so is its input.
+                    normalise(batch.float()).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                )
                 for batch in pixels.split(BATCH_SIZE)
             ]
         )

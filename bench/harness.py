@@ -159,7 +159,7 @@ def free_port() -> int:
 
 
 class WebServer:
-    """The studio under gunicorn, started as bin/serve starts it.
+    """The studio under gunicorn, started with bin/serve's options.
 
     One worker process with 8 threads (bin/serve's defaults), bound to a free
     loopback port. `worker_pid` is the process that serves requests.
@@ -188,6 +188,7 @@ class WebServer:
                 "8",
                 "--timeout",
                 "300",
+                "--no-control-socket",
                 "--access-logfile",
                 "-",
             ],

@@ -244,7 +244,7 @@ class Bench:
         self.state["train_folder"] = folder
 
         runs: dict[str, dict] = {}
-        baseline: dict = {}
+        baselines: list[dict] = []
         dataset_version: list[str] = []
         for preference in self.sizes["preferences"]:
             # The embedding cache would make a later run faster: every
@@ -259,8 +259,15 @@ class Bench:
                     "--dataset-version",
                     runs[preference]["dataset_version"],
                 ]
-            if preference == "balance":
-                baseline = self.baseline_train(project, runs[preference])
+            # The bare pipeline runs after the first run (once there is a
+            # dataset version) and right after balance; the faster of the two
+            # is the baseline, so a busy moment cannot flatter the studio.
+            if preference == "balance" or len(runs) == 1:
+                baselines.append(self.baseline_train(project, runs[preference]))
+        baseline = min(baselines, key=lambda b: b["seconds"])
+        baseline["runs"] = [
+            {k: b[k] for k in ("seconds", "accuracy", "timings")} for b in baselines
+        ]
         self.state["balance"] = runs["balance"]
         self.state["balance_model_file"] = runs["balance"]["model_file"]
 
@@ -286,7 +293,8 @@ class Bench:
                 passed=balance["accuracy"] >= accuracy_limit,
             ),
         ]
-        for preference, run in runs.items():
+        for preference in sorted(runs, key=lambda p: p != "balance"):
+            run = runs[preference]
             if preference != "balance":
                 rows += [
                     row(
@@ -996,7 +1004,8 @@ def parse_args():
         "--out",
         type=Path,
         help="Where to write the results (default: bench/results.json; with "
-        "--smoke, results-smoke.json in the work folder).",
+        "--smoke, exeml-bench-smoke.json in the work folder or the system's "
+        "temporary folder).",
     )
     parser.add_argument(
         "--work-dir",
@@ -1039,7 +1048,7 @@ def main() -> int:
     if args.out:
         out = args.out
     elif args.smoke:
-        out = work / "results-smoke.json"
+        out = (args.work_dir or Path(tempfile.gettempdir())) / "exeml-bench-smoke.json"
     else:
         out = BENCH_DIR / "results.json"
 
