@@ -236,6 +236,8 @@ Q_CLUSTER = {
     "label": "Background tasks",
 }
 TRAINING_THREADS = env_int("TRAINING_THREADS", 0)
+# torch threads per prediction in the web process (0: every core).
+PREDICTION_THREADS = env_int("PREDICTION_THREADS", 1)
 # A running training run writes a heartbeat; one silent for longer than this is
 # taken as dead (its worker was killed) and marked failed.
 TRAINING_HEARTBEAT_TIMEOUT = env_int("TRAINING_HEARTBEAT_TIMEOUT", 60, minimum=5)

@@ -88,7 +88,9 @@ def load_model(model_file: str):
         )
 
     from training.ml.engine import load_predictor
+    from training.ml.runtime import set_prediction_threads
 
+    set_prediction_threads(settings.PREDICTION_THREADS)
     try:
         return load_predictor(path)
     except Exception as exc:
