@@ -5,7 +5,10 @@
 
 Loads the model with training.ml.engine.load_predictor, decodes the photo once
 with Pillow, then calls predictor.predict([image]) in a loop: no web server, no
-HTTP, no database, no decoding per call.
+HTTP, no database, no decoding per call. torch gets the thread count the web
+process uses for a prediction (settings.PREDICTION_THREADS, 1 by default),
+set the same way (training.ml.runtime.set_prediction_threads), so the loop
+and the service compute with the same number of threads.
 
 With COUNT it runs COUNT predictions and prints a summary as one JSON object.
 With --serve it first prints {"ready": ...}, then reads a count per line on
@@ -15,6 +18,7 @@ both see the same moments of a busy machine.
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,15 +51,18 @@ def main() -> None:
 
     django.setup()
     import torch
+    from django.conf import settings
     from PIL import Image
 
     from training.ml.engine import load_predictor
+    from training.ml.runtime import set_prediction_threads
 
     model_file, photo, count = sys.argv[1], sys.argv[2], sys.argv[3]
 
     started = time.perf_counter()
-    # load_predictor applies the same process set-up (allocator) as the
-    # studio's prediction code.
+    # The same set-up as the studio's prediction code (training.serving):
+    # the thread count here, the allocator inside load_predictor.
+    set_prediction_threads(settings.PREDICTION_THREADS)
     predictor = load_predictor(Path(model_file))
     load_s = time.perf_counter() - started
 
@@ -81,6 +88,8 @@ def main() -> None:
         "decode_ms": decode_ms,
         "load_seconds": load_s,
         "torch_threads": torch.get_num_threads(),
+        "prediction_threads_setting": settings.PREDICTION_THREADS,
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
     }
 
     if count == "--serve":

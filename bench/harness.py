@@ -46,6 +46,21 @@ def studio_env(var_dir: Path, shared_dir: Path) -> dict[str, str]:
     return env
 
 
+# bin/serve exports this before it starts the worker and the web server (glibc
+# gives every thread that predicts its own memory pool otherwise); it keeps a
+# value the caller already set, as bin/serve does.
+SERVE_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
+
+def serve_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus what bin/serve sets for the web server and the worker."""
+    served = dict(env)
+    for name, value in SERVE_DEFAULTS.items():
+        if not served.get(name):
+            served[name] = value
+    return served
+
+
 @dataclass
 class Measured:
     """A finished child process: its output, wall time and peak memory."""
@@ -136,6 +151,25 @@ def torch_loaded(pid: int) -> bool:
     return "libtorch" in maps
 
 
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment a process was started with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start the process's VmHWM again from its current RSS (Linux 4.0+).
+
+    Writing 5 to clear_refs resets only the peak; True when it was reset.
+    """
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def child_pids(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
@@ -152,21 +186,123 @@ def child_pids(pid: int) -> list[int]:
     return sorted(children)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, parents before children."""
+    tree = [pid]
+    for child in child_pids(pid):
+        tree += process_tree(child)
+    return tree
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+class BackgroundWorker:
+    """The studio's background worker, `manage.py qcluster`, as bin/serve runs it.
+
+    django-q forks a sentinel, which forks a pusher, a monitor and the worker
+    processes that run the tasks; the command starts in a process group of its
+    own so that stopping it leaves nothing behind. Memory figures cover the
+    whole tree: the task runs in one of the forked workers.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = serve_env(env)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.log = None
+
+    def start(self, timeout: float = 90) -> BackgroundWorker:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [PYTHON, str(REPO / "manage.py"), "qcluster"],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        # Ready once the sentinel has forked its pusher, monitor and workers;
+        # a run queued earlier would count the cluster's start in its seconds.
+        from django.conf import settings
+
+        wanted = 1 + 1 + 2 + settings.Q_CLUSTER.get("workers", 1)
+        deadline = time.monotonic() + timeout
+        while len(self.pids()) < wanted:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"qcluster did not start; see {self.log_path}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"qcluster exited with {self.proc.returncode}; see {self.log_path}"
+            )
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid)
+
+    def reset_peak_rss(self) -> bool:
+        """Reset every process's peak; False if any could not be reset."""
+        results = [reset_peak_rss(pid) for pid in self.pids()]
+        return all(results)
+
+    def peak_rss(self) -> dict[int, float]:
+        """VmHWM of every process of the tree, in MB."""
+        peaks = {}
+        for pid in self.pids():
+            with contextlib.suppress(OSError, RuntimeError):
+                peaks[pid] = peak_rss_of(pid)
+        return peaks
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to qcluster (it stops its workers), then to its whole group."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except OSError:  # no process left in the group
+                break
+            time.sleep(1)
+        if self.proc.poll() is None:
+            self.proc.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def __enter__(self) -> BackgroundWorker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class WebServer:
     """The studio under gunicorn, started with bin/serve's options.
 
     One worker process with 8 threads (bin/serve's defaults), bound to a free
-    loopback port. `worker_pid` is the process that serves requests.
+    loopback port, with bin/serve's environment (`serve_env`). `worker_pid` is
+    the process that serves requests.
     """
 
     def __init__(self, env: dict[str, str], log_path: Path):
-        self.env = env
+        self.env = serve_env(env)
         self.log_path = log_path
         self.port = free_port()
         self.proc: subprocess.Popen | None = None

@@ -10,6 +10,9 @@ def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
+# Requests over Django's size limits get a message naming the limit.
+handler400 = "exeml_site.errors.bad_request"
+
 urlpatterns = [
     path("", project_views.home, name="home"),
     path("healthz", healthz, name="healthz"),

@@ -20,11 +20,13 @@ from django.db.models import Count, Q, QuerySet, TextChoices
 from django.utils import timezone
 
 from labeling import trash
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project
+from projects.ids import parse_ids
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
+from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
 
 logger = logging.getLogger(__name__)
 
-MAX_LABEL_NAME = 32
+MAX_LABEL_NAME = LABEL_NAME_MAX_LENGTH
 # An API caller may send this many image ids in one request; a larger
 # selection is sent as a filter instead.
 MAX_SELECTED_IDS = 10_000
@@ -45,17 +47,14 @@ class DeleteMode(TextChoices):
     )
 
 
-def clean_label_name(project: Project, name: str, *, label: Label | None = None) -> str:
-    name = " ".join((name or "").split())
-    if not name:
-        raise ValidationError("Give the label a name.")
-    if len(name) > MAX_LABEL_NAME:
-        raise ValidationError(
-            f"A label name has at most {MAX_LABEL_NAME} characters "
-            f"(this one has {len(name)})."
-        )
+def unique_label_name(
+    project: Project, name: str, *, label: Label | None = None
+) -> str:
+    """The name, cleaned by the rule every label name follows, if no other
+    label of the project has it (ignoring case)."""
+    name = clean_label_name(name)
 
-    clash = project.labels.filter(name__iexact=name)
+    clash = project.labels.filter(name_key=name_key(name))
     if label is not None:
         clash = clash.exclude(pk=label.pk)
     if clash.exists():
@@ -82,7 +81,7 @@ def next_label_color(project: Project, used: Iterable[str] | None = None) -> str
 
 
 def create_label(project: Project, name: str, color: str | None = None) -> Label:
-    name = clean_label_name(project, name)
+    name = unique_label_name(project, name)
     color = clean_label_color(color) if color else next_label_color(project)
     try:
         # Two people can add the same name at the same moment: the database
@@ -101,7 +100,7 @@ def update_label(
 ) -> Label:
     """Rename and/or recolour. Images keep pointing at the same label row."""
     if name is not None:
-        label.name = clean_label_name(label.project, name, label=label)
+        label.name = unique_label_name(label.project, name, label=label)
     if color is not None:
         label.color = clean_label_color(color)
     try:
@@ -190,10 +189,10 @@ def _chunks(ids: list[int]) -> Iterator[list[int]]:
         yield ids[start : start + _CHUNK]
 
 
-def check_image_ids(project: Project, ids: Iterable[int]) -> list[int]:
+def check_image_ids(project: Project, ids: Iterable[int | str]) -> list[int]:
     """The ids, deduplicated, if every one is an image of the project that is
     not in the trash; otherwise a ValidationError naming the others."""
-    wanted = list(dict.fromkeys(int(i) for i in ids))
+    wanted = list(dict.fromkeys(parse_ids(ids)))
     if len(wanted) > MAX_SELECTED_IDS:
         raise ValidationError(
             f"At most {MAX_SELECTED_IDS} image ids per request; select the images "

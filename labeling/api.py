@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -95,10 +96,19 @@ class LabelDetail(ProjectMixin, generics.RetrieveUpdateDestroyAPIView):
     def delete(self, request, *args, **kwargs):
         label = self.get_object()
         # The mode may come in the body or, for clients that send no body
-        # with DELETE, in the query string.
-        body = request.data if isinstance(request.data, dict) else {}
-        mode = body.get("mode") or request.query_params.get("mode")
-        params = DeleteLabelSerializer(data={"mode": mode} if mode else {})
+        # with DELETE, in the query string. A body that says anything else is
+        # refused rather than read as "use the default mode".
+        body = request.data
+        if isinstance(body, QueryDict):
+            body = body.dict()
+        query_mode = request.query_params.get("mode")
+        if isinstance(body, dict) and query_mode is not None:
+            body = {"mode": query_mode, **body}
+            if body["mode"] != query_mode:
+                raise serializers.ValidationError(
+                    {"mode": "The body and the query string ask for different modes."}
+                )
+        params = DeleteLabelSerializer(data=body)
         params.is_valid(raise_exception=True)
 
         mode = params.validated_data["mode"]

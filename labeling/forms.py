@@ -27,7 +27,7 @@ class LabelForm(forms.Form):
         )
 
     def clean_name(self) -> str:
-        return actions.clean_label_name(
+        return actions.unique_label_name(
             self.project, self.cleaned_data["name"], label=self.label
         )
 
@@ -71,7 +71,14 @@ class ImageFilterForm(forms.Form):
         ("labeled", "Labeled"),
     ]
 
-    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
+    status = forms.ChoiceField(
+        choices=STATUS_CHOICES,
+        required=False,
+        error_messages={
+            "invalid_choice": "Unknown status “%(value)s”: use all, unlabeled or "
+            "labeled."
+        },
+    )
     label = forms.ModelChoiceField(
         queryset=Label.objects.none(),
         required=False,

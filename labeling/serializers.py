@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from labeling import actions
 from labeling.forms import ImageFilterForm
-from projects.models import Label
+from projects.models import Label, name_key
 
 
 class LabelSerializer(serializers.ModelSerializer):
@@ -25,7 +26,7 @@ class LabelSerializer(serializers.ModelSerializer):
         return count if count is not None else label.images.alive().count()
 
     def validate_name(self, value: str) -> str:
-        return actions.clean_label_name(
+        return actions.unique_label_name(
             self.context["project"], value, label=self.instance
         )
 
@@ -79,7 +80,7 @@ class LabelReferenceField(serializers.Field):
         if isinstance(data, int):
             label = project.labels.filter(pk=data).first()
         else:
-            label = project.labels.filter(name__iexact=data.strip()).first()
+            label = project.labels.filter(name_key=name_key(data)).first()
         if label is None:
             self.fail("unknown", value=data)
         return label
@@ -88,7 +89,56 @@ class LabelReferenceField(serializers.Field):
         return label.pk
 
 
-class DeleteLabelSerializer(serializers.Serializer):
+class StrictCharField(serializers.CharField):
+    """Text only: a number or a list is refused, not turned into a string."""
+
+    default_error_messages = {"invalid": "Must be text (a JSON string)."}
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses a body that is not an object, and keys it does not know.
+
+    A misspelt key must not be ignored: in a filter it would widen the
+    selection, in a delete it would fall back to the default mode.
+    """
+
+    what = "This request"
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self._refuse(
+                f"{self.what} must be a JSON object with the keys "
+                f"{_listed(self.fields)}."
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            noun = "key" if len(unknown) == 1 else "keys"
+            self._refuse(
+                f"{self.what} has unknown {noun} {_listed(unknown)}; the allowed "
+                f"keys are {_listed(self.fields)}."
+            )
+        return super().to_internal_value(data)
+
+    @staticmethod
+    def _refuse(message: str):
+        # Keyed like DRF's own "not an object" error.
+        raise serializers.ValidationError(
+            {api_settings.NON_FIELD_ERRORS_KEY: [message]}, code="invalid"
+        )
+
+
+def _listed(names) -> str:
+    return ", ".join(f"“{name}”" for name in names)
+
+
+class DeleteLabelSerializer(StrictSerializer):
+    what = "The body of a label delete"
+
     mode = serializers.ChoiceField(
         choices=actions.DeleteMode.choices, default=actions.DeleteMode.LABEL_ONLY
     )
@@ -98,9 +148,39 @@ class MergeLabelSerializer(serializers.Serializer):
     into = LabelReferenceField(help_text="The label that receives the images.")
 
 
-class AssignSerializer(serializers.Serializer):
+class ImageFilterSerializer(StrictSerializer):
+    """Which images a bulk assignment selects; every key is optional."""
+
+    what = "The filter"
+
+    status = serializers.ChoiceField(
+        choices=[choice for choice, _ in ImageFilterForm.STATUS_CHOICES],
+        required=False,
+        error_messages={
+            "invalid_choice": "Unknown status “{input}”: use all, unlabeled or labeled."
+        },
+    )
+    label = LabelReferenceField(
+        required=False,
+        error_messages={
+            "null": "Leave “label” out to match any label; images without a label "
+            "are selected with status “unlabeled”."
+        },
+        help_text="Only images with this label (an id or a name).",
+    )
+    q = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        help_text="Only images whose file name contains this text.",
+    )
+
+
+class AssignSerializer(StrictSerializer):
     """Either `image_ids` or `filter` selects the images; `label` null removes
     their label."""
+
+    what = "The request"
 
     image_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1),
@@ -108,10 +188,9 @@ class AssignSerializer(serializers.Serializer):
         allow_empty=False,
         max_length=actions.MAX_SELECTED_IDS,
     )
-    filter = serializers.DictField(
+    filter = ImageFilterSerializer(
         required=False,
-        help_text='Like the labeling page: {"status": "all|labeled|unlabeled", '
-        '"label": <label id>, "q": "file name contains"}.',
+        help_text="Like the labeling page; {} selects every image of the project.",
     )
     label = LabelReferenceField(allow_null=True)
 
@@ -119,7 +198,14 @@ class AssignSerializer(serializers.Serializer):
         return actions.check_image_ids(self.context["project"], ids)
 
     def validate_filter(self, data: dict) -> ImageFilterForm:
-        form = ImageFilterForm(data, project=self.context["project"])
+        # The same form as the page, so a filter selects the same images.
+        label = data.get("label")
+        values = {
+            "status": data.get("status", ""),
+            "label": label.pk if label else "",
+            "q": data.get("q", ""),
+        }
+        form = ImageFilterForm(values, project=self.context["project"])
         if not form.is_valid():
             raise serializers.ValidationError(
                 {field: list(errors) for field, errors in form.errors.items()}

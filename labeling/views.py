@@ -25,6 +25,7 @@ from django_htmx.http import replace_url, reswap, retarget
 from labeling import actions, trash
 from labeling.forms import DeleteLabelForm, ImageFilterForm, LabelForm, MergeLabelForm
 from projects.access import get_project_for_user
+from projects.ids import parse_id, parse_ids
 from projects.models import Image, Label, Project
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _label_from_post(project: Project, value: str | None) -> Label | None:
     """The label an assignment asks for: "" (or "none") removes the label."""
     if value in (None, "", "none"):
         return None
-    pk = _as_int(value)
+    pk = parse_id(value)
     label = project.labels.filter(pk=pk).first() if pk else None
     if label is None:
         raise ValidationError("This label does not exist in this project any more.")
@@ -159,11 +160,9 @@ def assign_labels(request, project_id):
                 project, filter_form.images(), label, user=request.user
             )
         else:
-            ids = [_as_int(v) for v in request.POST.getlist("image")]
+            ids = request.POST.getlist("image")
             if not ids:
                 raise ValidationError("Select at least one image first.")
-            if None in ids:
-                raise ValidationError("Image ids are whole numbers.")
             ids = actions.check_image_ids(project, ids)
             count = actions.assign_label_to_ids(project, ids, label, user=request.user)
     except ValidationError as exc:
@@ -260,7 +259,7 @@ def _render_focus(request, project, image, filter_form, message="") -> HttpRespo
 
 
 def _alive_image(project: Project, image_id) -> Image | None:
-    pk = _as_int(image_id)
+    pk = parse_id(image_id)
     if pk is None:
         return None
     return project.images.alive().select_related("label").filter(pk=pk).first()
@@ -568,9 +567,14 @@ def trash_restore(request, project_id):
     if request.POST.get("all") == "1":
         restored = trash.restore_images(project)
     else:
-        ids = [i for i in map(_as_int, request.POST.getlist("image")) if i]
-        if not ids:
+        values = request.POST.getlist("image")
+        if not values:
             messages.error(request, "Select the images to restore first.")
+            return redirect("labeling:trash", project.pk)
+        try:
+            ids = parse_ids(values)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
             return redirect("labeling:trash", project.pk)
         restored = trash.restore_images(project, ids)
 

@@ -6,6 +6,7 @@ user's project, and everything in it, answers 404.
 
 import logging
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404
 from django.utils.functional import cached_property
@@ -25,9 +26,10 @@ from rest_framework.response import Response
 from projects import storage
 from projects.access import get_project_for_user, projects_for_user
 from projects.deletion import delete_images, delete_project
+from projects.ids import parse_ids
 from projects.imaging import CONTENT_TYPES
 from projects.importing import Importer
-from projects.models import Image, Project
+from projects.models import Image, Project, name_key
 from projects.serializers import (
     ImageSerializer,
     ImageUploadSerializer,
@@ -125,10 +127,14 @@ class ImageViewSet(
             raise ValidationError({"status": "Use labeled or unlabeled."})
 
         label = params.get("label", "").strip()
-        if label.isdigit():
-            images = images.filter(label_id=int(label))
+        if label.isascii() and label.isdigit():
+            try:
+                label_id = parse_ids([label], noun="label")[0]
+            except DjangoValidationError as exc:
+                raise ValidationError({"label": exc.messages}) from None
+            images = images.filter(label_id=label_id)
         elif label:
-            images = images.filter(label__name__iexact=label)
+            images = images.filter(label__name_key=name_key(label))
 
         search = params.get("search", "").strip()
         if search:
@@ -142,7 +148,11 @@ class ImageViewSet(
         parameters=[PROJECT_ID],
         request={"multipart/form-data": ImageUploadSerializer},
         responses={200: ImportReportSerializer},
-        description="Import images; the answer reports on every file.",
+        description=(
+            "Import images; the answer reports on every file. Each file part needs "
+            'a file name: a part with filename="" is what a browser sends for an '
+            "empty file input, and it is skipped without a line in the report."
+        ),
     )
     @action(
         detail=False,

@@ -36,12 +36,30 @@ def delete_images(images) -> int:
 
 
 def delete_project(project: Project) -> None:
-    """Delete a project with everything in it, its folder on disk included."""
+    """Delete a project with everything in it, its folder on disk included.
+
+    The model files and dataset versions' photos live in that folder too, so
+    they go with it once the rows are gone for good.
+    """
     project_id = project.pk
+    service_ids = list(project.services.values_list("pk", flat=True))
     with transaction.atomic():
+        # A training version protects its dataset version, so the training
+        # versions (with their services and predictions) go before the project
+        # takes its dataset versions along.
+        project.training_runs.all().delete()
         project.delete()
+        transaction.on_commit(lambda: _free_models(service_ids))
         transaction.on_commit(lambda: _remove_project_dir(project_id))
     logger.info("Deleted project %s", project_id)
+
+
+def _free_models(service_ids: list[int]) -> None:
+    """Drop the deleted services' models from this process's memory."""
+    from training import serving
+
+    for service_id in service_ids:
+        serving.evict(service_id)
 
 
 def _remove_project_dir(project_id: int) -> None:

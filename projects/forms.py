@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from projects.models import Project
+from projects.models import Project, name_key
 
 
 class SignupForm(UserCreationForm):
@@ -25,7 +25,7 @@ class ProjectForm(forms.ModelForm):
         name = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("Give the project a name.")
-        clash = Project.objects.filter(owner=self.owner, name__iexact=name)
+        clash = Project.objects.filter(owner=self.owner, name_key=name_key(name))
         if self.instance.pk:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():

@@ -1,7 +1,7 @@
 from django import forms
 from django.conf import settings
 
-from projects.importing import LABEL_MAX_LENGTH
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
 
 
 class GalleryFilterForm(forms.Form):
@@ -22,9 +22,10 @@ class GalleryFilterForm(forms.Form):
 class UploadForm(forms.Form):
     """The fields sent with a batch of images or a zip archive."""
 
+    # Longer names reach clean_label, which explains the limit.
     label = forms.CharField(
         required=False,
-        max_length=LABEL_MAX_LENGTH,
+        max_length=LABEL_NAME_MAX_LENGTH + 40,
         strip=True,
         help_text="Optional: every image of this upload gets this label.",
     )
@@ -39,6 +40,10 @@ class UploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.files_list = files_list or []
         self.archive = archive
+
+    def clean_label(self) -> str:
+        label = self.cleaned_data["label"]
+        return clean_label_name(label) if label else ""
 
     def clean(self):
         cleaned = super().clean()

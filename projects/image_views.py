@@ -5,16 +5,17 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import (
     FileResponse,
     Http404,
     HttpResponseNotModified,
+    HttpResponseRedirect,
     JsonResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import (
     content_disposition_header,
@@ -22,9 +23,11 @@ from django.utils.http import (
 )
 from django.views.decorators.http import require_POST
 
+from exeml_site.errors import limit_message
 from projects import storage
 from projects.access import get_project_for_user
 from projects.deletion import delete_images
+from projects.ids import parse_ids
 from projects.image_forms import GalleryFilterForm, UploadForm
 from projects.imaging import CONTENT_TYPES
 from projects.importing import Importer
@@ -33,6 +36,9 @@ from projects.models import Image
 logger = logging.getLogger(__name__)
 
 IMAGES_PER_PAGE = 60
+# Files the upload page's script sends per request: far under Django's limits
+# on files and fields, and a report comes back often.
+UPLOAD_BATCH_FILES = 20
 # Image files never change under the same URL: an image keeps its bytes for
 # life, and a new upload is a new image.
 FILE_CACHE_CONTROL = "private, max-age=604800, immutable"
@@ -86,7 +92,7 @@ def image_delete(request, project_id, image_id):
     if request.method == "POST":
         delete_images(Image.objects.filter(pk=image.pk))
         messages.success(request, f"Deleted {image.original_name}.")
-        return redirect(back)
+        return HttpResponseRedirect(back)
 
     ctx = {
         "project": project,
@@ -104,22 +110,36 @@ def images_delete(request, project_id):
     """Delete the images ticked in the gallery, after a confirmation page."""
     project = get_project_for_user(request.user, project_id)
     back = _safe_next(request, reverse("projects:images", args=[project.pk]))
-    ids = [int(v) for v in request.POST.getlist("image_ids") if v.isdigit()]
-    images = project.images.alive().filter(pk__in=ids)
-
-    if not ids:
+    values = request.POST.getlist("image_ids")
+    if not values:
         messages.warning(request, "Select the images to delete first.")
-        return redirect(back)
+        return HttpResponseRedirect(back)
 
+    try:
+        ids = set(parse_ids(values))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages) + " Nothing was deleted.")
+        return HttpResponseRedirect(back)
+
+    images = project.images.alive().filter(pk__in=ids)
     if request.POST.get("confirm") == "yes":
         count = delete_images(images)
-        messages.success(request, f"Deleted {count} image{'s' if count != 1 else ''}.")
-        return redirect(back)
+        message = f"Deleted {count} image{'s' if count != 1 else ''}."
+        if len(ids) > count:
+            message += f" {_not_found(len(ids) - count)}"
+        messages.success(request, message)
+        return HttpResponseRedirect(back)
+
+    found = list(images.select_related("label"))
+    if len(ids) > len(found):
+        messages.warning(request, _not_found(len(ids) - len(found)))
+    if not found:
+        return HttpResponseRedirect(back)
 
     ctx = {
         "project": project,
         "section": "images",
-        "images": list(images.select_related("label")),
+        "images": found,
         "next": back,
         "action": reverse("projects:images_delete", args=[project.pk]),
     }
@@ -143,6 +163,7 @@ def image_upload(request, project_id):
         "max_image_pixels": settings.IMAGE_MAX_PIXELS,
         "max_zip_bytes": settings.ZIP_MAX_BYTES,
         "max_files": settings.UPLOAD_MAX_FILES,
+        "batch_files": min(UPLOAD_BATCH_FILES, settings.UPLOAD_MAX_FILES),
     }
     if request.method != "POST":
         ctx["form"] = UploadForm()
@@ -154,12 +175,9 @@ def image_upload(request, project_id):
         form = UploadForm(request.POST, files_list=files, archive=archive)
     except SuspiciousOperation as exc:
         # Too many files or fields in one request: Django refuses to parse it.
+        # (Usually the CSRF check reads the form first, and handler400 answers.)
         logger.warning("Upload refused for project %s: %s", project.pk, exc)
-        error = (
-            f"This upload is too large to take at once; send at most "
-            f"{settings.UPLOAD_MAX_FILES} files per request."
-        )
-        return _upload_error(request, ctx, error, wants_json)
+        return _upload_error(request, ctx, limit_message(exc), wants_json)
 
     if not form.is_valid():
         error = " ".join(e for errors in form.errors.values() for e in errors)
@@ -240,9 +258,20 @@ def _file_response(request, relative, *, content_type, etag, filename=None):
     return response
 
 
+def _not_found(count: int) -> str:
+    if count == 1:
+        return "1 selected image is not in this project any more."
+    return f"{count} selected images are not in this project any more."
+
+
 def _safe_next(request, default: str) -> str:
+    """The page to go back to: `next` when it is a path on this site.
+
+    Only a path is taken: anything else ("images", "-1") would be read as a
+    URL name by redirect() or as a page relative to the current one.
+    """
     target = request.POST.get("next") or request.GET.get("next") or ""
-    allowed = url_has_allowed_host_and_scheme(
+    allowed = target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     return target if allowed else default

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from projects import storage
 from projects.imaging import DecodedImage, ImageRejected, decode_image
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
+from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
-LABEL_MAX_LENGTH = Label._meta.get_field("name").max_length
+LABEL_MAX_LENGTH = LABEL_NAME_MAX_LENGTH
 # Folders that name a data split, not a label: train/ants/x.jpg is an ant.
 SPLIT_FOLDERS = {"train", "val", "test"}
 # Files that operating systems leave next to photos; skipped, not reported.
@@ -85,12 +87,23 @@ class ImportReport:
         counts = Counter(r.label or "" for r in self.results if r.status == ACCEPTED)
         return dict(sorted(counts.items()))
 
+    @property
+    def notes(self) -> list[str]:
+        """What the report says beyond one line per file."""
+        if not self.ignored:
+            return []
+        return [
+            f"{_files_were(len(self.ignored))} skipped: hidden or system files "
+            f"(e.g. {self.ignored[0]})."
+        ]
+
     def to_dict(self) -> dict:
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "ignored": len(self.ignored),
+            "notes": self.notes,
             "results": [result.to_dict() for result in self.results],
         }
 
@@ -123,11 +136,13 @@ def label_from_folders(folders: list[str]) -> str | None:
     """The label a file's folders give it: the folder it sits in.
 
     A split folder (train, val, test) is not a label: train/ants/x.jpg is
-    labeled "ants", train/x.jpg has no label.
+    labeled "ants", train/x.jpg has no label. Runs of whitespace count as one
+    space, as in every label name; whether the name is usable is for
+    check_label_name to say.
     """
     if not folders:
         return None
-    parent = folders[-1].strip()
+    parent = " ".join(folders[-1].split())
     if not parent or parent.lower() in SPLIT_FOLDERS:
         return None
     return parent
@@ -139,14 +154,15 @@ def is_ignored(parts: list[str]) -> bool:
 
 
 def check_label_name(name: str) -> str:
-    """The label name to use, or ImageRejected when it cannot be one."""
-    name = name.strip()
-    if len(name) > LABEL_MAX_LENGTH:
+    """The label name to use (the one rule of projects.labels), or
+    ImageRejected saying why it cannot be one."""
+    try:
+        return clean_label_name(name)
+    except ValidationError as exc:
         raise ImageRejected(
-            f"The label “{name}” is longer than {LABEL_MAX_LENGTH} characters; "
-            f"rename the folder or choose a shorter label."
+            f"Not imported: its label cannot be used. {' '.join(exc.messages)} "
+            "Rename the folder or choose another label."
         )
-    return name
 
 
 def make_thumbnail(decoded: DecodedImage) -> bytes:
@@ -307,6 +323,8 @@ class Importer:
                 )
                 return
 
+            results_before = len(self.report.results)
+            ignored_before = len(self.report.ignored)
             self.add_many(
                 pending
                 for info in members
@@ -316,6 +334,18 @@ class Importer:
                     )
                 )
             )
+
+        # An archive that yields no result at all gets one, so that the
+        # report never just says "0 accepted, 0 rejected".
+        if len(self.report.results) == results_before:
+            skipped = self.report.ignored[ignored_before:]
+            message = "The zip holds no files to import."
+            if skipped:
+                message = (
+                    f"The zip holds no files to import: {_files_were(len(skipped))} "
+                    f"skipped as hidden or system files (e.g. {skipped[0]})."
+                )
+            self.reject(name, message)
 
     def reject(self, name: str, message: str, *, label: str | None = None):
         return self._finish(PendingFile(name, name, label, problem=message))
@@ -383,8 +413,11 @@ class Importer:
         name, data = pending.name, pending.data
         try:
             label_name = pending.label_name
-            if label_name is not None:
-                label_name = check_label_name(label_name) or None
+            # A label of only whitespace means no label, as an empty one does.
+            if label_name is not None and label_name.strip():
+                label_name = check_label_name(label_name)
+            else:
+                label_name = None
         except ImageRejected as exc:
             return FileResult(name, REJECTED, str(exc), label=pending.label_name)
 
@@ -495,11 +528,11 @@ class Importer:
         )
 
     def _label(self, name: str) -> Label:
-        key = name.lower()
+        key = name_key(name)
         if key in self._labels:
             return self._labels[key]
 
-        label = Label.objects.filter(project=self.project, name__iexact=name).first()
+        label = Label.objects.filter(project=self.project, name_key=key).first()
         if label is None:
             color_index = Label.objects.filter(project=self.project).count()
             color = DEFAULT_LABEL_COLORS[color_index % len(DEFAULT_LABEL_COLORS)]
@@ -509,7 +542,7 @@ class Importer:
                         project=self.project, name=name, color=color
                     )
             except IntegrityError:
-                label = Label.objects.get(project=self.project, name__iexact=name)
+                label = Label.objects.get(project=self.project, name_key=key)
         self._labels[key] = label
         return label
 
@@ -556,6 +589,10 @@ def _zip_member_problem(info: zipfile.ZipInfo) -> str | None:
             f"times over when unpacked, which no photo does; it was not extracted."
         )
     return None
+
+
+def _files_were(count: int) -> str:
+    return "1 file was" if count == 1 else f"{count} files were"
 
 
 def _clean_original_name(name: str) -> str:

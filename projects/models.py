@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q
-from django.db.models.functions import Lower
 from django.urls import reverse
 
 # The smallest data set ExeML lets a user train on: this many labels, each with
@@ -15,6 +15,29 @@ MIN_IMAGES_PER_LABEL = 5
 # A warning, not a block: the largest label has this many times the images of
 # the smallest.
 IMBALANCE_RATIO = 10
+
+
+def name_key(name: str) -> str:
+    """What project and label names are compared by to be unique: case, runs
+    of whitespace and the Unicode form of accents do not count.
+
+    Kept in a column of its own because the database's LOWER() only folds
+    ASCII on SQLite. The capital dotted İ folds to a plain i, so "İstanbul"
+    and "istanbul" are one name.
+    """
+    name = unicodedata.normalize("NFC", " ".join(name.split()))
+    return unicodedata.normalize("NFC", name.replace("\u0130", "I").casefold())
+
+
+class _KeepsNameKey:
+    """Keeps the `name_key` column in step with `name` on every save."""
+
+    def save(self, *args, **kwargs):
+        self.name_key = name_key(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "name_key"}
+        super().save(*args, **kwargs)
 
 
 @dataclass
@@ -27,7 +50,7 @@ class Readiness:
     label_counts: dict[str, int] = field(default_factory=dict)
 
 
-class Project(models.Model):
+class Project(_KeepsNameKey, models.Model):
     class TaskType(models.TextChoices):
         IMAGE_CLASSIFICATION = "image_classification", "Image classification"
 
@@ -35,6 +58,8 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, models.CASCADE, related_name="projects"
     )
     name = models.CharField(max_length=100)
+    # name_key(name); casefolding can triple a name's length ("ΐ").
+    name_key = models.CharField(max_length=300, db_index=True, editable=False)
     description = models.TextField(blank=True)
     task_type = models.CharField(
         max_length=40, choices=TaskType.choices, default=TaskType.IMAGE_CLASSIFICATION
@@ -46,7 +71,7 @@ class Project(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                "owner", Lower("name"), name="project_name_unique_per_owner"
+                fields=["owner", "name_key"], name="project_name_key_unique_per_owner"
             )
         ]
 
@@ -116,9 +141,11 @@ DEFAULT_LABEL_COLORS = [
 ]  # fmt: skip
 
 
-class Label(models.Model):
+class Label(_KeepsNameKey, models.Model):
     project = models.ForeignKey(Project, models.CASCADE, related_name="labels")
     name = models.CharField(max_length=32)
+    # name_key(name); casefolding can triple a name's length ("ΐ").
+    name_key = models.CharField(max_length=96, db_index=True, editable=False)
     color = models.CharField(max_length=7, default="#4363d8")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -126,7 +153,7 @@ class Label(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.UniqueConstraint(
-                "project", Lower("name"), name="label_name_unique_per_project"
+                fields=["project", "name_key"], name="label_name_key_unique_per_project"
             )
         ]
 

@@ -1,11 +1,13 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from projects.importing import ACCEPTED, DUPLICATE, LABEL_MAX_LENGTH, REJECTED
-from projects.models import Image, Project
+from projects.importing import ACCEPTED, DUPLICATE, REJECTED
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
+from projects.models import Image, Project, name_key
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -32,7 +34,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Give the project a name.")
 
         owner = self.context["request"].user
-        clash = Project.objects.filter(owner=owner, name__iexact=name)
+        clash = Project.objects.filter(owner=owner, name_key=name_key(name))
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
@@ -88,12 +90,21 @@ class ImageUploadSerializer(serializers.Serializer):
         allow_empty=False,
         help_text="The image files; send the field once per file.",
     )
+    # Longer names reach validate_label, which explains the limit.
     label = serializers.CharField(
         required=False,
         allow_blank=True,
-        max_length=LABEL_MAX_LENGTH,
+        max_length=LABEL_NAME_MAX_LENGTH + 40,
         help_text="A label for every image of this upload; created if missing.",
     )
+
+    def validate_label(self, value: str) -> str:
+        if not value:
+            return value
+        try:
+            return clean_label_name(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages)
 
     def validate_files(self, files):
         if len(files) > settings.UPLOAD_MAX_FILES:
@@ -128,4 +139,8 @@ class ImportReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     ignored = serializers.IntegerField(help_text="Hidden or system files skipped.")
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Lines about the upload as a whole, such as skipped files.",
+    )
     results = FileResultSerializer(many=True)

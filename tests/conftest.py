@@ -1,5 +1,18 @@
 import pytest
+from django.conf import settings
 from django_q.conf import Conf
+
+
+def pytest_sessionstart(session):
+    """Stop at once, with one clear message, when the real photos are missing."""
+    photos = settings.SHARED_DIR / "datasets" / "hymenoptera"
+    if not photos.is_dir():
+        pytest.exit(
+            f"The tests train on the real photos in {photos}, which does not exist. "
+            "Put the shared folder beside this repository (../shared) or set "
+            "EXEML_SHARED_DIR to the folder that holds datasets/hymenoptera.",
+            returncode=2,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ its baseline and its targets; they never assert how fast anything was.
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,21 @@ class BenchSmokeTest(SimpleTestCase):
         self.assertEqual(retrain["figures"]["images_added"], 2)
         self.assertEqual(retrain["figures"]["run"]["status"], "succeeded")
 
+    def test_it_queues_train_and_retrain_to_one_running_worker(self):
+        balance = self.benchmark("train")["figures"]["runs"]["balance"]
+        retrain = self.benchmark("retrain")["figures"]["run"]
+        self.assertTrue(balance["first_run_in_worker"])
+        self.assertFalse(retrain["first_run_in_worker"])
+        self.assertEqual(retrain["worker_pid"], balance["worker_pid"])
+        self.assertFalse(self.results["driver_imported_torch"])
+        # The sentinel, its pusher, monitor and worker: the whole tree is read.
+        self.assertGreaterEqual(len(balance["peak_rss_by_process_mb"]), 4)
+
+        worker = self.results["background_worker"]
+        self.assertEqual(worker["runs"], 2)
+        self.assertTrue(worker["stopped"])
+        self.assertFalse(Path(f"/proc/{worker['pid']}").exists())
+
     def test_it_imports_every_generated_image(self):
         figures = self.benchmark("import")["figures"]
         self.assertEqual(figures["files"], 20)
@@ -111,6 +127,16 @@ class BenchSmokeTest(SimpleTestCase):
         self.assertEqual(figures["sequential"]["errors"], 0)
         self.assertEqual(figures["concurrent"]["errors"], 0)
         self.assertIn(figures["sequential"]["predicted_label"], {"ants", "bees"})
+
+    def test_it_predicts_with_the_settings_of_bin_serve(self):
+        predict = self.benchmark("predict")
+        arenas = os.environ.get("MALLOC_ARENA_MAX") or "2"
+        self.assertEqual(predict["figures"]["server_malloc_arena_max"], arenas)
+        self.assertEqual(predict["baseline"]["malloc_arena_max"], arenas)
+        threads = predict["figures"]["server_prediction_threads"]
+        self.assertEqual(predict["baseline"]["prediction_threads_setting"], threads)
+        if threads:
+            self.assertEqual(predict["baseline"]["torch_threads"], threads)
 
     def test_it_keeps_torch_out_of_the_web_process_until_a_prediction(self):
         figures = self.benchmark("memory")["figures"]

@@ -460,7 +460,8 @@ class DeleteTests(BaseTestCase):
             caught.exception.messages,
             [
                 "Dataset version V001 cannot be deleted: training version V003 was "
-                "trained on it. Delete those training versions first."
+                "trained on it. Delete that training version first: open it on the "
+                "Training versions page and choose Delete version."
             ],
         )
         self.assertTrue(DatasetVersion.objects.filter(pk=version.pk).exists())

@@ -117,6 +117,35 @@ class DatasetVersionApiTests(BaseTestCase):
         )
         self.assertEqual(list(DatasetVersion.objects.all()), [used])
 
+    def test_it_names_only_the_training_versions_in_the_way(self):
+        add_images(self.project, {"ants": 2})
+        used = publish_dataset_version(self.project)
+        other = publish_dataset_version(self.project)
+        for version, dataset in (("V001", used), ("V002", other), ("V003", used)):
+            TrainingRun.objects.create(
+                project=self.project,
+                version=version,
+                dataset_version=dataset,
+                status=TrainingRun.Status.FAILED,
+            )
+
+        response = self.api.delete(self.url("api-dataset-version", used.pk))
+
+        self.assertEqual(response.status_code, 409)
+        self.assertEqual(
+            response.data["detail"],
+            f"Dataset version {used.name} cannot be deleted: training versions "
+            "V001, V003 were trained on it. Delete those training versions first: "
+            "open each on the Training versions page and choose Delete version.",
+        )
+        # Doing as it says works.
+        for run in TrainingRun.objects.filter(dataset_version=used):
+            response = self.api.delete(self.url("api-training-run", run.pk))
+            self.assertEqual(response.status_code, 204)
+        response = self.api.delete(self.url("api-dataset-version", used.pk))
+        self.assertEqual(response.status_code, 204)
+        self.assertEqual(list(DatasetVersion.objects.all()), [other])
+
     def test_it_downloads_the_manifest_and_exports(self):
         add_images(self.project, {"ants": 2, "bees": 2})
         version = publish_dataset_version(self.project)

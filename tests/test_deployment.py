@@ -38,10 +38,18 @@ class DeploymentRulesTests(BaseTestCase):
 
     def test_it_fails_with_a_reason_when_the_model_file_is_damaged(self):
         run = make_run(self.project)
-        storage.write_file(run.model_file, b"not a model at all")
-        service = deployment.deploy(run)
+        # A pickle whose memo lookup fails: torch raises a bare KeyError.
+        storage.write_file(run.model_file, b"\x80\x02h\x75\x2b\x6b\x0a.")
+        with self.assertLogs("training.serving", "ERROR") as logs:
+            service = deployment.deploy(run)
         self.assertEqual(service.status, Service.Status.FAILED)
-        self.assertIn("could not be loaded", service.status_message)
+        self.assertEqual(
+            service.status_message,
+            "The model file of V001 is damaged or was written by an incompatible "
+            "version; train the version again.",
+        )
+        self.assertIn("Traceback", logs.output[0])
+        self.assertEqual(serving.loaded_service_ids(), [])
 
     def test_it_stops_a_running_service_whose_auto_stop_time_passed(self):
         run = make_run(self.project)
@@ -127,6 +135,37 @@ class DeploymentRulesTests(BaseTestCase):
         )
         deployment._prune_predictions(service)
         self.assertEqual(service.predictions.count(), deployment.LATENCY_WINDOW)
+
+
+class ServiceListApiTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.service = Service.objects.create(
+            project=self.project,
+            training_run=make_run(self.project),
+            status=Service.Status.STOPPED,
+        )
+
+    def test_it_lists_the_services_of_one_project(self):
+        listed = self.client.get("/api/services", {"project": self.project.pk})
+        self.assertEqual([s["id"] for s in listed.json()], [self.service.pk])
+        listed = self.client.get("/api/services", {"project": self.project.pk + 1})
+        self.assertEqual(listed.json(), [])
+
+    def test_it_refuses_a_project_filter_that_is_not_an_id(self):
+        for value in ["²", "99999999999999999999", "9223372036854775808", "0", "x"]:
+            with self.subTest(value=value):
+                response = self.client.get("/api/services", {"project": value})
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(
+                    response.json(),
+                    {
+                        "project": [
+                            f"Not a valid project id: “{value}”. An id is a whole "
+                            "number from 1 to 9223372036854775807."
+                        ]
+                    },
+                )
 
 
 class ServiceLifecycleTests(TrainedModelTestCase):

@@ -115,6 +115,15 @@ class EvaluationApiTests(BaseTestCase):
         response = self.client.get(f"{self.list_url}/V999/metrics")
         self.assertEqual(response.status_code, 404)
 
+    def test_it_answers_404_for_an_id_that_is_not_a_plain_number(self):
+        for key in ["²", "9223372036854775808", "99999999999999999999", "0"]:
+            with self.subTest(key=key):
+                response = self.client.get(f"{self.list_url}/{key}/metrics")
+                self.assertEqual(response.status_code, 404)
+                self.assertEqual(
+                    response.json(), {"detail": "No such training version."}
+                )
+
     def test_it_answers_404_for_another_users_project(self):
         self.client.force_login(self.bob)
         self.assertEqual(self.client.get(self.list_url).status_code, 404)

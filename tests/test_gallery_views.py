@@ -1,5 +1,6 @@
 import io
 
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -233,3 +234,97 @@ class DeleteImagesTests(BaseTestCase):
         self.assertRedirects(
             response, reverse("projects:images", args=[self.project.pk])
         )
+
+    def test_it_goes_back_to_the_gallery_for_a_next_that_is_not_a_path(self):
+        gallery = reverse("projects:images", args=[self.project.pk])
+        one = reverse(
+            "projects:image_delete", args=[self.project.pk, self.images[0].pk]
+        )
+        many = reverse("projects:images_delete", args=[self.project.pk])
+
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(one, {"next": "images"})
+        self.assertRedirects(response, gallery)
+        self.assertFalse(Image.objects.filter(pk=self.images[0].pk).exists())
+
+        for back in [
+            "gallery",
+            "abc",
+            "-1",
+            "NaN",
+            "²",
+            "images?page=2",
+            "//x.example",
+        ]:
+            with self.subTest(back=back):
+                response = self.client.post(many, {"image_ids": [], "next": back})
+                self.assertRedirects(response, gallery, fetch_redirect_response=False)
+
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(
+                many,
+                {"image_ids": [self.images[1].pk], "confirm": "yes", "next": "gallery"},
+            )
+        self.assertRedirects(response, gallery)
+        self.assertEqual(Image.objects.count(), 1)
+
+    def test_it_shows_the_delete_page_with_a_safe_next(self):
+        image = self.images[0]
+        url = reverse("projects:image_delete", args=[self.project.pk, image.pk])
+        response = self.client.get(url, {"next": "images"})
+        gallery = reverse("projects:images", args=[self.project.pk])
+        self.assertContains(response, f'name="next" value="{gallery}"')
+
+    def test_it_refuses_a_bad_image_id_and_deletes_nothing(self):
+        url = reverse("projects:images_delete", args=[self.project.pk])
+        good = self.images[0].pk
+        for bad in ["²", "9223372036854775808", "99999999999999999999", "0", "-1", "x"]:
+            with self.subTest(bad=bad):
+                response = self.client.post(
+                    url, {"image_ids": [good, bad], "confirm": "yes"}, follow=True
+                )
+                self.assertContains(
+                    response, f"Not a valid image id: “{bad}”. An id is a whole number"
+                )
+                self.assertContains(response, "Nothing was deleted.")
+                self.assertEqual(Image.objects.count(), 3)
+
+    def test_it_says_which_selected_images_were_already_gone(self):
+        url = reverse("projects:images_delete", args=[self.project.pk])
+        chosen = [self.images[0].pk, self.images[2].pk + 1000]
+
+        response = self.client.post(url, {"image_ids": chosen})
+        self.assertContains(response, "Delete 1 image?")
+        self.assertContains(
+            response, "1 selected image is not in this project any more."
+        )
+
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(
+                url, {"image_ids": chosen, "confirm": "yes"}, follow=True
+            )
+        self.assertContains(
+            response,
+            "Deleted 1 image. 1 selected image is not in this project any more.",
+        )
+        self.assertEqual(Image.objects.count(), 2)
+
+    @override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=5)
+    def test_it_explains_a_form_with_too_many_fields(self):
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        client.get(reverse("projects:images", args=[self.project.pk]))
+        token = client.cookies["csrftoken"].value
+        ids = [image.pk for image in self.images] * 2
+
+        response = client.post(
+            reverse("projects:images_delete", args=[self.project.pk]),
+            {"image_ids": ids, "confirm": "yes", "csrfmiddlewaretoken": token},
+        )
+
+        self.assertContains(
+            response,
+            "Send at most 5 form fields or query parameters in one request",
+            status_code=400,
+        )
+        self.assertEqual(Image.objects.count(), 3)

@@ -88,9 +88,37 @@ class ImportFileTests(BaseTestCase):
     def test_it_rejects_a_label_longer_than_32_characters(self):
         result = import_file(self.project, "a.png", png_bytes(), label_name="x" * 33)
         self.assertEqual(result.status, "rejected")
-        self.assertIn("longer than 32 characters", result.message)
+        self.assertEqual(
+            result.message,
+            "Not imported: its label cannot be used. A label name has at most 32 "
+            "characters (this one has 33). Rename the folder or choose another "
+            "label.",
+        )
         self.assertFalse(Image.objects.exists())
         self.assertFalse(Label.objects.exists())
+
+    def test_it_rejects_a_label_that_would_escape_its_export_folder(self):
+        result = import_file(
+            self.project, "a.png", png_bytes(), label_name="../../bees"
+        )
+        self.assertEqual(result.status, "rejected")
+        self.assertIn("A label name cannot contain “/” (“../../bees”)", result.message)
+        self.assertFalse(Image.objects.exists())
+        self.assertFalse(Label.objects.exists())
+
+    def test_it_creates_a_non_ascii_label_once_ignoring_case(self):
+        names = ["Été", "été", "ÉTÉ", "İstanbul", "istanbul", "ISTANBUL"]
+        for n, name in enumerate(names):
+            result = import_file(
+                self.project, f"{n}.png", png_bytes((n, 2, 3)), label_name=name
+            )
+            self.assertEqual(result.status, "accepted", name)
+
+        labels = Label.objects.filter(project=self.project).order_by("pk")
+        self.assertEqual([label.name for label in labels], ["Été", "İstanbul"])
+        self.assertEqual(
+            [label.images.count() for label in labels], [3, 3], "images per label"
+        )
 
     def test_it_reports_a_duplicate_naming_the_existing_image(self):
         first = import_file(self.project, "ant.jpg", self.data)
@@ -269,7 +297,10 @@ class ImportZipTests(BaseTestCase):
             ),
         )
         self.assertEqual(outcome["ants/empty.jpg"], ("rejected", "The file is empty."))
-        self.assertIn("longer than 32 characters", outcome[f"{'x' * 40}/long.png"][1])
+        self.assertIn(
+            "A label name has at most 32 characters (this one has 40).",
+            outcome[f"{'x' * 40}/long.png"][1],
+        )
         self.assertIn("expands", outcome["ants/zeros.bmp"][1])
         self.assertEqual(
             outcome["bees/again.jpg"],
@@ -340,8 +371,59 @@ class LabelFromFoldersTests(BaseTestCase):
         self.assertEqual(label_from_folders(["train", "ants"]), "ants")
         self.assertEqual(label_from_folders(["bees"]), "bees")
 
+    def test_it_counts_runs_of_whitespace_as_one_space(self):
+        self.assertEqual(label_from_folders(["  spaced \t  out "]), "spaced out")
+
     def test_it_does_not_take_split_folders_as_labels(self):
         self.assertIsNone(label_from_folders(["train"]))
         self.assertIsNone(label_from_folders(["data", "VAL"]))
         self.assertIsNone(label_from_folders(["Test"]))
         self.assertIsNone(label_from_folders([]))
+
+
+class ZipFolderLabelTests(BaseTestCase):
+    def test_it_maps_folder_names_that_differ_by_whitespace_or_case_to_one_label(self):
+        archive = zip_bytes(
+            {
+                "spaced   out/a.png": png_bytes((1, 1, 1)),
+                "spaced out/b.png": png_bytes((2, 2, 2)),
+                "Spaced\tOut/c.png": png_bytes((3, 3, 3)),
+                " spaced out /d.png": png_bytes((4, 4, 4)),
+            }
+        )
+        report = import_zip(self.project, io.BytesIO(archive), labels_from_folders=True)
+
+        self.assertEqual((report.accepted, report.rejected), (4, 0))
+        self.assertEqual(
+            list(self.project.labels.values_list("name", flat=True)), ["spaced out"]
+        )
+        self.assertEqual(self.project.labels.get().images.count(), 4)
+
+    def test_it_rejects_each_file_whose_folder_cannot_be_a_label(self):
+        archive = zip_bytes(
+            {
+                "bell\x07/a.png": png_bytes((1, 1, 1)),
+                f"{'y' * 33}/b.png": png_bytes((2, 2, 2)),
+                "ants/c.png": png_bytes((3, 3, 3)),
+            }
+        )
+        report = import_zip(self.project, io.BytesIO(archive), labels_from_folders=True)
+
+        outcome = {r.name: (r.status, r.message) for r in report.results}
+        self.assertEqual(
+            outcome["bell\x07/a.png"],
+            (
+                "rejected",
+                "Not imported: its label cannot be used. A label name cannot contain "
+                "control characters; use letters, digits, spaces and punctuation. "
+                "Rename the folder or choose another label.",
+            ),
+        )
+        self.assertEqual(outcome[f"{'y' * 33}/b.png"][0], "rejected")
+        self.assertIn("at most 32 characters", outcome[f"{'y' * 33}/b.png"][1])
+        self.assertEqual(outcome["ants/c.png"][0], "accepted")
+        self.assertEqual(
+            list(Image.objects.values_list("original_name", "label__name")),
+            [("c.png", "ants")],
+        )
+        self.assertEqual(list(Label.objects.values_list("name", flat=True)), ["ants"])

@@ -178,6 +178,26 @@ class LabelApiTests(BaseTestCase):
         )
         self.assertFalse(Image.objects.exclude(label=None).exists())
 
+    def test_it_refuses_an_image_id_too_large_for_the_database(self):
+        image = make_image(self.project)
+        response = self.client.post(
+            f"{self.base}/labels/assign",
+            {"image_ids": [image.pk, 2**63], "label": self.ants.pk},
+            format="json",
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(),
+            {
+                "image_ids": [
+                    "Not a valid image id: “9223372036854775808”. An id is a whole "
+                    "number from 1 to 9223372036854775807."
+                ]
+            },
+        )
+        image.refresh_from_db()
+        self.assertIsNone(image.label)
+
     def test_it_refuses_bad_assignment_requests_with_a_message(self):
         image = make_image(self.project)
         foreign_label = Label.objects.create(
@@ -185,7 +205,10 @@ class LabelApiTests(BaseTestCase):
         )
         cases = [
             ({"label": self.ants.pk}, "non_field_errors"),
-            ({"image_ids": [image.pk], "filter": {}, "label": 1}, "non_field_errors"),
+            (
+                {"image_ids": [image.pk], "filter": {}, "label": self.ants.pk},
+                "non_field_errors",
+            ),
             ({"image_ids": [image.pk]}, "label"),
             ({"image_ids": [image.pk], "label": foreign_label.pk}, "label"),
             ({"image_ids": [image.pk], "label": "wasps"}, "label"),
@@ -248,3 +271,166 @@ class LabelApiTests(BaseTestCase):
     def test_it_requires_authentication(self):
         response = APIClient().get(f"{self.base}/labels")
         self.assertIn(response.status_code, (401, 403))
+
+
+class StrictLabelRequestTests(BaseTestCase):
+    """A typo in a request is refused with a message, never read as a wider
+    selection or a default."""
+
+    def setUp(self):
+        self.client = APIClient()
+        self.client.force_authenticate(self.alice)
+        self.ants = Label.objects.create(project=self.project, name="ants")
+        self.bees = Label.objects.create(project=self.project, name="bees")
+        self.base = f"/api/projects/{self.project.pk}"
+        self.labeled = make_images(self.project, 3, label=self.bees)
+        self.unlabeled = make_images(self.project, 2)
+
+    def labels_now(self) -> dict[int, int | None]:
+        return dict(self.project.images.values_list("pk", "label_id"))
+
+    def assign(self, data):
+        return self.client.post(f"{self.base}/labels/assign", data, format="json")
+
+    def test_it_refuses_unknown_filter_keys_and_lists_the_allowed_ones(self):
+        before = self.labels_now()
+        response = self.assign(
+            {"filter": {"stauts": "unlabeled", "lable": 99}, "label": "ants"}
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(),
+            {
+                "filter": {
+                    "non_field_errors": [
+                        "The filter has unknown keys “lable”, “stauts”; the allowed "
+                        "keys are “status”, “label”, “q”."
+                    ]
+                }
+            },
+        )
+        self.assertEqual(self.labels_now(), before)
+
+    def test_it_refuses_filter_values_of_the_wrong_kind(self):
+        before = self.labels_now()
+        cases = [
+            ({"q": ["a", "b"]}, "q", "Must be text (a JSON string)."),
+            ({"q": 5}, "q", "Must be text (a JSON string)."),
+            (
+                {"status": "unlabelled"},
+                "status",
+                "Unknown status “unlabelled”: use all, unlabeled or labeled.",
+            ),
+            ({"label": 999999}, "label", "No label “999999” in this project."),
+            ({"label": "wasps"}, "label", "No label “wasps” in this project."),
+            (
+                {"label": None},
+                "label",
+                "Leave “label” out to match any label; images without a label are "
+                "selected with status “unlabeled”.",
+            ),
+        ]
+        for selection, field, message in cases:
+            with self.subTest(selection=selection):
+                response = self.assign({"filter": selection, "label": "ants"})
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(response.json(), {"filter": {field: [message]}})
+        response = self.assign({"filter": ["status"], "label": "ants"})
+        self.assertEqual(response.status_code, 400)
+        self.assertIn(
+            "The filter must be a JSON object",
+            response.json()["filter"]["non_field_errors"][0],
+        )
+        self.assertEqual(self.labels_now(), before)
+
+    def test_it_refuses_unknown_keys_in_the_request_itself(self):
+        before = self.labels_now()
+        response = self.assign(
+            {"image_ids": [self.unlabeled[0].pk], "label": "ants", "force": True}
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json()["non_field_errors"],
+            [
+                "The request has unknown key “force”; the allowed keys are "
+                "“image_ids”, “filter”, “label”."
+            ],
+        )
+        self.assertEqual(self.labels_now(), before)
+
+    def test_it_selects_by_a_label_given_by_name_and_by_file_name(self):
+        response = self.assign(
+            {"filter": {"status": "labeled", "label": "BEES", "q": ""}, "label": None}
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["updated"], 3)
+        self.assertFalse(self.project.images.exclude(label=None).exists())
+
+    def test_it_refuses_a_delete_body_it_cannot_read(self):
+        make_images(self.project, 2, label=self.ants)
+        url = f"{self.base}/labels/{self.ants.pk}"
+        cases = [
+            (
+                ["label_images_and_files"],
+                "The body of a label delete must be a JSON object with the keys "
+                "“mode”.",
+            ),
+            (
+                {"mdoe": "label_only"},
+                "The body of a label delete has unknown key “mdoe”; the allowed "
+                "keys are “mode”.",
+            ),
+        ]
+        for body, message in cases:
+            with self.subTest(body=body):
+                response = self.client.delete(url, body, format="json")
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(response.json(), {"non_field_errors": [message]})
+
+        response = self.client.delete(url, {"mode": "everything"}, format="json")
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("mode", response.json())
+        response = self.client.delete(
+            f"{url}?mode=label_only", {"mode": "label_and_images"}, format="json"
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(),
+            {"mode": ["The body and the query string ask for different modes."]},
+        )
+        self.assertTrue(Label.objects.filter(pk=self.ants.pk).exists())
+        self.assertEqual(self.project.images.alive().filter(label=self.ants).count(), 2)
+
+    def test_it_takes_the_delete_mode_from_the_body_or_the_query_string(self):
+        make_images(self.project, 2, label=self.ants)
+        response = self.client.delete(
+            f"{self.base}/labels/{self.ants.pk}?mode=label_and_images"
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["mode"], "label_and_images")
+        self.assertEqual(self.project.images.exclude(trashed_at=None).count(), 2)
+
+        response = self.client.delete(
+            f"{self.base}/labels/{self.bees.pk}", {}, format="json"
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["mode"], "label_only")
+        self.assertEqual(self.project.images.alive().unlabeled().count(), 5)
+
+    def test_it_refuses_label_names_that_break_the_rule(self):
+        cases = [
+            ("../../bees", "A label name cannot contain “/” (“../../bees”)"),
+            ("ÄNTS", None),
+            ("bees\n", "already has a label named “bees”"),
+            ("BEES", "already has a label named “BEES”"),
+        ]
+        Label.objects.create(project=self.project, name="änts")
+        for name, message in cases:
+            with self.subTest(name=name):
+                response = self.client.post(
+                    f"{self.base}/labels", {"name": name}, format="json"
+                )
+                self.assertEqual(response.status_code, 400)
+                if message:
+                    self.assertIn(message, response.json()["name"][0])
+        self.assertEqual(self.project.labels.count(), 3)

@@ -122,6 +122,27 @@ class LabelingPageTests(BaseTestCase):
         self.assertEqual(response["HX-Retarget"], "#labeling-status")
         self.assertFalse(Image.objects.exclude(label=None).exists())
 
+    def test_it_refuses_an_image_id_that_is_not_a_plain_number(self):
+        image = make_image(self.project)
+        for bad in ["9223372036854775808", "²", "1_0", "-3", "abc"]:
+            with self.subTest(bad=bad):
+                response = self.assign(image=[image.pk, bad], assign=self.ants.pk)
+                self.assertContains(
+                    response,
+                    f"Not a valid image id: “{bad}”. An id is a whole number from 1 "
+                    "to 9223372036854775807.",
+                    1,
+                    422,
+                )
+                self.assertEqual(response["HX-Retarget"], "#labeling-status")
+
+        response = self.client.post(
+            self.url("assign"), {"image": [image.pk, "²"], "assign": self.ants.pk}
+        )
+        self.assertRedirects(response, self.url("label"))
+        image.refresh_from_db()
+        self.assertIsNone(image.label)
+
     def test_it_refuses_an_empty_selection_and_a_foreign_label(self):
         image = make_image(self.project)
         response = self.assign(assign=self.ants.pk)

@@ -1,7 +1,10 @@
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from labeling import actions
 from projects import storage
+from projects.labels import clean_label_name
 from projects.models import Image, Label
 from tests.base import BaseTestCase
 from tests.labeling_fixtures import make_image, make_images
@@ -229,6 +232,18 @@ class LabelTests(BaseTestCase):
         self.client.post(self.url("trash_restore"), {"all": "1"})
         self.assertEqual(self.project.images.alive().count(), 2)
 
+    def test_it_refuses_to_restore_a_bad_image_id(self):
+        trashed = make_image(self.project, trashed_at="2024-01-01T00:00Z")
+        for bad in ["9223372036854775808", "²", "0"]:
+            with self.subTest(bad=bad):
+                response = self.client.post(
+                    self.url("trash_restore"), {"image": [trashed.pk, bad]}, follow=True
+                )
+                self.assertRedirects(response, self.url("trash"))
+                self.assertContains(response, f"Not a valid image id: “{bad}”.")
+                trashed.refresh_from_db()
+                self.assertIsNotNone(trashed.trashed_at)
+
     def test_it_empties_the_trash_with_the_files(self):
         gone, kept = make_images(self.project, 2)
         Image.objects.filter(pk=gone.pk).update(trashed_at="2024-01-01T00:00Z")
@@ -256,4 +271,79 @@ class LabelTests(BaseTestCase):
         for name in ["label_create", "trash_restore", "trash_empty"]:
             response = self.client.post(self.url(name), {"name": "x", "all": "1"})
             self.assertEqual(response.status_code, 404, name)
+        self.assertEqual(self.project.labels.count(), 2)
+
+
+class LabelNameRuleTests(BaseTestCase):
+    """One rule for every label name, and uniqueness that ignores case in
+    every alphabet."""
+
+    def setUp(self):
+        super().setUp()
+        self.ete = Label.objects.create(project=self.project, name="Été")
+        self.istanbul = Label.objects.create(project=self.project, name="İstanbul")
+
+    def url(self, name, *args):
+        return reverse(f"labeling:{name}", args=[self.project.pk, *args])
+
+    def test_it_cleans_whitespace_and_refuses_what_cannot_be_a_folder(self):
+        self.assertEqual(clean_label_name("  spaced \t\n  out "), "spaced out")
+        refused = {
+            "../../bees": "A label name cannot contain “/” (“../../bees”)",
+            "a\\b": "A label name cannot contain “\\” (“a\\b”)",
+            "..": "“..” cannot be a label name.",
+            ".": "“.” cannot be a label name.",
+            "bell\x07": "A label name cannot contain control characters",
+            "   ": "Give the label a name.",
+            "x" * 33: "A label name has at most 32 characters (this one has 33).",
+            7: "A label name must be text.",
+        }
+        for name, message in refused.items():
+            with self.subTest(name=name), self.assertRaises(ValidationError) as caught:
+                clean_label_name(name)
+            self.assertIn(message, caught.exception.messages[0])
+
+    def test_it_refuses_names_that_break_the_rule_on_the_page(self):
+        for name in ["../../bees", "a/b", "..", "tab\x00"]:
+            with self.subTest(name=name):
+                response = self.client.post(
+                    self.url("label_create"), {"name": name}, HTTP_HX_REQUEST="true"
+                )
+                self.assertEqual(response.status_code, 200)
+                self.assertFalse(response.context["message"])
+                self.assertTrue(response.context["label_form"].errors["name"])
+        self.assertEqual(self.project.labels.count(), 2)
+
+    def test_it_refuses_a_non_ascii_name_that_differs_only_in_case(self):
+        for name in ["été", "ÉTÉ", "istanbul", "ISTANBUL", "E\u0301te\u0301"]:
+            with self.subTest(name=name):
+                response = self.client.post(
+                    self.url("label_create"), {"name": name}, HTTP_HX_REQUEST="true"
+                )
+                self.assertContains(response, "already has a label named")
+        self.assertEqual(
+            sorted(self.project.labels.values_list("name", flat=True)),
+            ["Été", "İstanbul"],
+        )
+
+    def test_it_refuses_renaming_onto_a_non_ascii_name_in_another_case(self):
+        wasps = Label.objects.create(project=self.project, name="wasps")
+        response = self.client.post(self.url("label_edit", wasps.pk), {"name": "ÉTÉ"})
+        self.assertContains(response, "already has a label named “ÉTÉ”")
+        wasps.refresh_from_db()
+        self.assertEqual(wasps.name, "wasps")
+
+    def test_it_allows_changing_only_the_case_of_a_non_ascii_name(self):
+        self.client.post(self.url("label_edit", self.ete.pk), {"name": "ÉTÉ"})
+        self.ete.refresh_from_db()
+        self.assertEqual((self.ete.name, self.ete.name_key), ("ÉTÉ", "été"))
+
+    def test_it_keeps_the_database_constraint_for_any_alphabet(self):
+        for name in ["été", "istanbul"]:
+            with (
+                self.subTest(name=name),
+                self.assertRaises(IntegrityError),
+                transaction.atomic(),
+            ):
+                Label.objects.create(project=self.project, name=name)
         self.assertEqual(self.project.labels.count(), 2)

@@ -1,9 +1,11 @@
+import hashlib
 import io
 import json
 import zipfile
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from projects import storage
 from projects.importing import import_file
@@ -17,7 +19,7 @@ from training.manifest import (
     import_manifest_zip,
     parse_manifest,
 )
-from training.models import DatasetVersion
+from training.models import DatasetVersion, DatasetVersionItem
 
 
 def make_zip(files: dict[str, bytes | str]) -> io.BytesIO:
@@ -328,7 +330,23 @@ class ManifestImportProblemTests(BaseTestCase):
     def test_it_refuses_a_label_longer_than_32_characters(self):
         (parsed,) = parse_manifest(line("a.jpg", label="x" * 33))
         self.assertEqual(parsed.status, "error")
-        self.assertIn("longer than 32 characters", parsed.message)
+        self.assertEqual(
+            parsed.message, "A label name has at most 32 characters (this one has 33)."
+        )
+
+    def test_it_refuses_a_label_that_would_escape_its_export_folder(self):
+        (parsed,) = parse_manifest(line("a.jpg", label="../../bees"))
+        self.assertEqual(parsed.status, "error")
+        self.assertIn("A label name cannot contain “/” (“../../bees”)", parsed.message)
+
+    def test_it_cleans_whitespace_in_a_label_like_everywhere_else(self):
+        (parsed,) = parse_manifest(line("a.jpg", label="  spaced \t  out "))
+        self.assertEqual((parsed.status, parsed.label), ("ok", "spaced out"))
+
+    def test_it_takes_labels_differing_only_in_case_as_one(self):
+        annotation = [{"name": "Été"}, {"name": "ÉTÉ"}, {"name": "été"}]
+        (parsed,) = parse_manifest(line("a.jpg", annotation=annotation))
+        self.assertEqual((parsed.status, parsed.label), ("ok", "Été"))
 
     def test_it_refuses_a_file_that_is_not_a_zip(self):
         report = import_manifest_zip(self.project, io.BytesIO(b"plain text"))
@@ -360,7 +378,7 @@ class ManifestImportProblemTests(BaseTestCase):
         report = import_manifest_zip(self.project, make_zip(files))
         self.assertEqual(report.errors, ["The manifest is not UTF-8 text."])
 
-    def test_it_keeps_good_images_but_creates_no_version_when_one_is_refused(self):
+    def test_it_imports_nothing_when_an_image_file_is_refused(self):
         files = {
             "data.manifest": "\n".join(
                 [line("good.jpg"), line("broken.jpg", label="bees")]
@@ -371,17 +389,235 @@ class ManifestImportProblemTests(BaseTestCase):
         report = import_manifest_zip(self.project, make_zip(files))
 
         self.assertIsNone(report.version)
-        self.assertEqual([p.number for p in report.problems], [2])
-        self.assertEqual(report.imported, 1)
-        self.assertIn("No dataset version was created", report.summary)
         self.assertEqual(
-            list(Image.objects.filter(project=self.project).values_list("label__name")),
-            [("ants",)],
+            [(p.number, p.message) for p in report.problems],
+            [(2, "The JPEG file is damaged or incomplete: its header cannot be read.")],
+        )
+        self.assertEqual(
+            report.lines[0].message,
+            "Usable, but nothing was imported because of the lines with a problem.",
+        )
+        self.assertEqual(report.imported, 0)
+        self.assertIn("Nothing was imported: 1 of 2 lines", report.summary)
+        self.assertNothingImported()
+        self.assertFalse(Label.objects.exists())
+
+        # Fixed and imported again: the version is made.
+        files["broken.jpg"] = jpeg_bytes(961)
+        report = import_manifest_zip(self.project, make_zip(files))
+        self.assertEqual((report.imported, report.duplicates), (2, 0))
+        self.assertEqual(report.version.image_count, 2)
+
+
+class ManifestImportExistingImageTests(BaseTestCase):
+    """A manifest that lists images the project already holds, some of them
+    in the trash: they change only when the whole import succeeds."""
+
+    def setUp(self):
+        super().setUp()
+        self.kept = add_image(self.project, "ants", name="kept.jpg")
+        self.trashed = add_image(self.project, "ants", name="trashed.jpg")
+        Image.objects.filter(pk=self.trashed.pk).update(trashed_at=timezone.now())
+
+    def stored(self, image) -> bytes:
+        return storage.media_path(image.file).read_bytes()
+
+    def assertExistingUnchanged(self):
+        self.kept.refresh_from_db()
+        self.trashed.refresh_from_db()
+        self.assertEqual(self.kept.label.name, "ants")
+        self.assertIsNotNone(self.trashed.trashed_at)
+        self.assertEqual(self.trashed.label.name, "ants")
+        self.assertEqual(
+            list(self.project.labels.values_list("name", flat=True)), ["ants"]
         )
         self.assertFalse(DatasetVersion.objects.exists())
 
-        # Fixed and imported again: the good image is recognised, the version made.
-        files["broken.jpg"] = jpeg_bytes(961)
+    def test_it_changes_nothing_when_a_later_file_is_not_an_image(self):
+        files = {
+            "data.manifest": "\n".join(
+                [line("a.jpg", label="newlabel"), line("b.jpg", label="newlabel")]
+            ),
+            "a.jpg": self.stored(self.trashed),
+            "b.jpg": b"just some text, not a picture",
+        }
+        report = import_manifest_zip(self.project, make_zip(files), user=self.alice)
+
+        self.assertIsNone(report.version)
+        self.assertEqual(
+            [(p.number, p.message) for p in report.problems],
+            [(2, "This is not an image: it is a text file.")],
+        )
+        self.assertEqual(report.lines[0].status, "ok")
+        self.assertNotEqual(report.lines[0].message, "")
+        self.assertIn("Nothing was imported: 1 of 2 lines", report.summary)
+        self.assertExistingUnchanged()
+        self.assertEqual(Image.objects.filter(project=self.project).count(), 2)
+
+    def test_it_restores_and_relabels_existing_images_and_says_so(self):
+        new = jpeg_bytes(970)
+        files = {
+            "data.manifest": "\n".join(
+                [
+                    line("a.jpg", label="bees"),
+                    line("b.jpg", label="Ants"),
+                    line("c.jpg", "EVAL", label="bees"),
+                ]
+            ),
+            "a.jpg": self.stored(self.trashed),
+            "b.jpg": self.stored(self.kept),
+            "c.jpg": new,
+        }
+        report = import_manifest_zip(self.project, make_zip(files), user=self.alice)
+
+        self.assertEqual(report.problems, [])
+        self.assertEqual(
+            [(entry.status, entry.message) for entry in report.lines],
+            [
+                (
+                    "duplicate",
+                    "Was in the trash as trashed.jpg: restored, labeled “bees” "
+                    "(it was labeled ants).",
+                ),
+                ("duplicate", "Already in the project as kept.jpg, labeled “ants”."),
+                ("imported", "Imported as a new image, labeled “bees”."),
+            ],
+        )
+        # The restore is a note on the page; the unchanged image is not.
+        self.assertEqual([entry.number for entry in report.notable], [1])
+        self.trashed.refresh_from_db()
+        self.assertIsNone(self.trashed.trashed_at)
+        self.assertEqual(self.trashed.label.name, "bees")
+        self.assertEqual(self.trashed.labeled_by, self.alice)
+        self.assertEqual(
+            report.version.label_counts,
+            {"ants": {"train": 1, "eval": 0}, "bees": {"train": 1, "eval": 1}},
+        )
+
+    def test_it_rewrites_the_files_of_a_trashed_image_when_they_are_gone(self):
+        data = self.stored(self.trashed)
+        storage.delete_files([self.trashed.file, self.trashed.thumbnail])
+        files = {"data.manifest": line("a.jpg", label="ants"), "a.jpg": data}
         report = import_manifest_zip(self.project, make_zip(files))
-        self.assertEqual((report.imported, report.duplicates), (1, 1))
-        self.assertEqual(report.version.image_count, 2)
+
+        self.assertEqual(report.lines[0].status, "duplicate")
+        self.assertEqual(self.stored(self.trashed), data)
+        self.assertTrue(storage.media_path(self.trashed.thumbnail).exists())
+        self.assertEqual(report.version.image_count, 1)
+
+    def test_it_keeps_new_images_but_changes_no_existing_one_when_a_write_fails(self):
+        first, second = jpeg_bytes(980), jpeg_bytes(981)
+        first_sha = hashlib.sha256(first).hexdigest()
+        second_sha = hashlib.sha256(second).hexdigest()
+        self.assertNotEqual(first_sha[:2], second_sha[:2])
+        # A file where the second image's folder must go: writing it fails
+        # after every check passed, as a full or broken disk would.
+        folder = storage.media_path(
+            storage.original_name_for(self.project.pk, second_sha, "jpg")
+        ).parent
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.write_bytes(b"in the way")
+
+        files = {
+            "data.manifest": "\n".join(
+                [
+                    line("old.jpg", label="newlabel"),
+                    line("first.jpg", label="wasps"),
+                    line("second.jpg", label="wasps"),
+                ]
+            ),
+            "old.jpg": self.stored(self.trashed),
+            "first.jpg": first,
+            "second.jpg": second,
+        }
+        report = import_manifest_zip(self.project, make_zip(files), user=self.alice)
+
+        self.assertIsNone(report.version)
+        self.assertEqual(
+            [(entry.status, entry.message) for entry in report.lines],
+            [
+                ("ok", "Not changed: the import stopped at line 3."),
+                ("imported", "Imported as a new image, labeled “wasps”."),
+                (
+                    "error",
+                    "An unexpected error stopped this file; it was not imported.",
+                ),
+            ],
+        )
+        self.assertIn(
+            "No dataset version was created. The 1 new image imported before the "
+            "problem stay",
+            report.summary,
+        )
+        self.trashed.refresh_from_db()
+        self.assertIsNotNone(self.trashed.trashed_at)
+        self.assertEqual(self.trashed.label.name, "ants")
+        self.assertFalse(self.project.labels.filter(name="newlabel").exists())
+        self.assertEqual(
+            list(
+                Image.objects.filter(sha256__in=[first_sha, second_sha]).values_list(
+                    "sha256", "label__name"
+                )
+            ),
+            [(first_sha, "wasps")],
+        )
+        self.assertFalse(DatasetVersion.objects.exists())
+
+    def test_it_reports_every_line_with_a_message_in_the_api_form(self):
+        files = {
+            "data.manifest": "\n".join(
+                [
+                    line("a.jpg", label="ants"),
+                    line("b.jpg", label="ants"),
+                    line("c.jpg", label="ants"),
+                ]
+            ),
+            "a.jpg": self.stored(self.kept),
+            "b.jpg": jpeg_bytes(990),
+            "c.jpg": jpeg_bytes(990),
+        }
+        report = import_manifest_zip(self.project, make_zip(files))
+
+        lines = report.as_dict()["lines"]
+        self.assertEqual(
+            [(entry["status"], bool(entry["message"])) for entry in lines],
+            [("duplicate", True), ("imported", True), ("skipped", True)],
+        )
+        self.assertEqual(lines[2]["image_id"], lines[1]["image_id"])
+
+
+class ClassFolderExportTests(BaseTestCase):
+    def test_it_refuses_to_merge_two_labels_into_one_folder(self):
+        add_image(self.project, "bees")
+        add_image(self.project, "wasps")
+        version = publish_dataset_version(self.project, train_ratio=1)
+        # A version published before label names had one rule.
+        DatasetVersionItem.objects.filter(
+            dataset_version=version, label_name="wasps"
+        ).update(label_name="../../bees")
+
+        with self.assertRaises(ValidationError) as caught:
+            export_class_folders(version)
+        self.assertEqual(
+            caught.exception.messages,
+            [
+                "This dataset version cannot be exported as class folders: the "
+                "labels “../../bees” and “bees” would share one folder. Rename the "
+                "labels, publish a new dataset version and export that one, or "
+                "export the ModelArts zip, which keeps every label name as it is."
+            ],
+        )
+
+    def test_it_refuses_labels_that_differ_only_in_case(self):
+        add_image(self.project, "Été")
+        add_image(self.project, "ants")
+        version = publish_dataset_version(self.project, train_ratio=1)
+        DatasetVersionItem.objects.filter(
+            dataset_version=version, label_name="ants"
+        ).update(label_name="été")
+
+        with self.assertRaises(ValidationError) as caught:
+            export_class_folders(version)
+        self.assertIn(
+            "“Été” and “été” would share one folder", caught.exception.messages[0]
+        )

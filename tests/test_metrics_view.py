@@ -8,6 +8,7 @@ from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
 from training.evaluation import compute_metrics
 from training.models import DatasetVersion, DatasetVersionItem, Service, TrainingRun
+from training.runs import delete_training_run
 
 LABELS = ["ants", "bees", "wasps"]
 Y_TRUE = [0, 0, 0, 0, 1, 1, 1, 2, 2]
@@ -240,6 +241,44 @@ class MetricsViewTests(BaseTestCase):
         response = self.client.get(self.url)
         self.assertContains(response, '<span class="badge running">Running</span>')
         self.assertNotContains(response, ">Deploy</button>")
+
+    def test_it_links_the_version_it_started_from(self):
+        source_url = reverse(
+            "training:metrics", args=[self.project.pk, self.previous.pk]
+        )
+        response = self.client.get(self.url)
+        self.assertContains(
+            response,
+            f'<dt>Incremental from</dt><dd><a href="{source_url}">V001</a></dd>',
+            html=True,
+        )
+
+    def test_it_says_the_version_it_started_from_was_deleted(self):
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            incremental_from_version="V001"
+        )
+        delete_training_run(self.previous)
+
+        response = self.client.get(self.url)
+
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(
+            response,
+            '<dt>Incremental from</dt><dd>V001 <span class="muted">(since deleted)'
+            "</span></dd>",
+            html=True,
+        )
+
+    def test_it_offers_to_delete_a_version_that_has_ended(self):
+        delete_url = reverse("training:run_delete", args=[self.project.pk, self.run.pk])
+        response = self.client.get(self.url)
+        self.assertContains(
+            response, f'<a href="{delete_url}" class="danger">Delete version</a>'
+        )
+
+        TrainingRun.objects.filter(pk=self.run.pk).update(status="queued")
+        response = self.client.get(self.url)
+        self.assertNotContains(response, delete_url)
 
     def test_it_points_at_the_weakest_label(self):
         response = self.client.get(self.url)

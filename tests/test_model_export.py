@@ -77,3 +77,15 @@ class ModelExportTests(TrainedModelTestCase):
     def test_another_users_model_is_not_found(self):
         self.client.force_login(self.bob)
         self.assertEqual(self.client.get(self.url).status_code, 404)
+
+    def test_it_says_when_the_model_file_is_damaged(self):
+        storage.media_path(self.training_run.model_file).write_bytes(b"\x80\x02h\x75.")
+
+        with self.assertLogs("training.export", "ERROR"):
+            response = self.client.get(self.url, follow=True)
+
+        self.assertContains(
+            response,
+            "The model file of V001 is damaged or was written by an incompatible "
+            "version; train the version again.",
+        )

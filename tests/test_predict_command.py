@@ -3,6 +3,7 @@ from io import StringIO
 
 from django.core.management import CommandError, call_command
 
+from projects import storage
 from projects.models import Project
 from tests.base import real_photos
 from tests.trained import TrainedModelTestCase
@@ -81,3 +82,17 @@ class PredictCommandTests(TrainedModelTestCase):
         )
         _, error = self.predict("--project", "Wasps", "--version", "V001", ant)
         self.assertEqual(error, "There is no project named 'Wasps'.")
+
+    def test_it_says_when_the_model_file_is_damaged(self):
+        storage.media_path(self.training_run.model_file).write_bytes(b"\x80\x02h\x75.")
+        ant = str(real_photos("ants", 1, split="val")[0])
+
+        with self.assertLogs("training.serving", "ERROR"):
+            lines, error = self.predict("--project", "Insects", "--version", "1", ant)
+
+        self.assertEqual(lines, [])
+        self.assertEqual(
+            error,
+            "The model file of V001 is damaged or was written by an incompatible "
+            "version; train the version again.",
+        )

@@ -242,6 +242,105 @@ class PredictionApiTests(TrainedModelTestCase):
         listed = self.api.get("/api/services").json()
         self.assertEqual([s["version"] for s in listed], ["V001"])
 
+    def test_a_service_whose_model_is_damaged_fails_with_a_reason(self):
+        from training import serving
+
+        serving.evict(self.service.pk)
+        storage.media_path(self.training_run.model_file).write_bytes(b"\x80\x02h\x75.")
+        message = (
+            "The model file of V001 is damaged or was written by an incompatible "
+            "version; train the version again."
+        )
+
+        response = self.predict(self.ant)
+
+        self.assert_refused(response, 503, message)
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.status, Service.Status.FAILED)
+        self.assertEqual(self.service.status_message, message)
+
+    def test_deploying_a_running_version_changes_the_auto_stop_of_its_service(self):
+        url = "/api/services"
+        before = timezone.now()
+        response = self.api.post(
+            url, {"training_run": self.training_run.pk, "auto_stop_hours": 2}
+        )
+
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual(response.json()["id"], self.service.pk)
+        self.assertEqual(response.json()["status"], "running")
+        self.assertEqual(response.json()["auto_stop_hours"], 2)
+        self.service.refresh_from_db()
+        self.assertGreaterEqual(self.service.auto_stop_at, before + timedelta(hours=2))
+        self.assertEqual(Service.objects.count(), 1)
+
+        # Without hours nothing changes; null turns auto-stop off.
+        response = self.api.post(url, {"training_run": self.training_run.pk})
+        self.assertEqual(response.json()["auto_stop_hours"], 2)
+        response = self.api.post(
+            url,
+            {"training_run": self.training_run.pk, "auto_stop_hours": None},
+            format="json",
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertIsNone(response.json()["auto_stop_hours"])
+        self.assertIsNone(response.json()["auto_stop_at"])
+
+    def test_hours_given_while_deploying_count_once_it_runs(self):
+        Service.objects.filter(pk=self.service.pk).update(
+            status=Service.Status.DEPLOYING
+        )
+        response = self.api.post(
+            "/api/services",
+            {"training_run": self.training_run.pk, "auto_stop_hours": 1},
+            format="json",
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["status"], "deploying")
+        self.assertEqual(response.json()["auto_stop_hours"], 1)
+
+        before = timezone.now()
+        deployment.load_service(self.service.pk)
+
+        self.service.refresh_from_db()
+        self.assertEqual(self.service.status, Service.Status.RUNNING)
+        self.assertGreaterEqual(self.service.auto_stop_at, before + timedelta(hours=1))
+
+    def test_deploying_a_stopped_version_starts_its_service_with_the_hours(self):
+        deployment.stop(self.service, message="Stopped by its owner.")
+
+        response = self.api.post(
+            "/api/services",
+            {"training_run": self.training_run.pk, "auto_stop_hours": 6},
+            format="json",
+        )
+
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertEqual(response.json()["id"], self.service.pk)
+        self.assertEqual(response.json()["status"], "running")
+        self.assertEqual(response.json()["auto_stop_hours"], 6)
+        self.assertEqual(self.predict(self.ant).status_code, 200)
+
+        # Started again without hours, it keeps its own.
+        deployment.stop(self.service)
+        response = self.api.post(
+            "/api/services", {"training_run": self.training_run.pk}, format="json"
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["auto_stop_hours"], 6)
+
+    def test_it_refuses_bad_hours_without_touching_the_service(self):
+        response = self.api.post(
+            "/api/services",
+            {"training_run": self.training_run.pk, "auto_stop_hours": 25},
+            format="json",
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("auto_stop_hours", response.json())
+        self.service.refresh_from_db()
+        self.assertIsNone(self.service.auto_stop_hours)
+        self.assertEqual(self.service.status, Service.Status.RUNNING)
+
     def test_it_refuses_to_deploy_another_users_version(self):
         api = APIClient()
         api.force_authenticate(self.bob)

@@ -1,18 +1,25 @@
 import io
+import json
 import zipfile
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
 from django.urls import include, path, reverse
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from PIL import Image as PILImage
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from projects import storage
 from projects.importing import import_file
 from projects.models import Image, Label, Project
 from tests.base import BaseTestCase, real_photos
+from tests.trained import TrainedModelTestCase
+from training import deployment, serving
+from training.datasets import publish_dataset_version
+from training.models import DatasetVersion, Prediction, Service, TrainingRun
 
 
 def png(color) -> bytes:
@@ -76,6 +83,23 @@ class ProjectApiTests(ApiTestCase):
         self.assertFalse(Project.objects.filter(pk=self.project.pk).exists())
         self.assertFalse(folder.exists())
 
+    def test_it_explains_a_request_body_over_the_size_limit(self):
+        body = json.dumps({"name": "Big", "description": "a" * 3_000_000})
+        response = self.api.post(
+            "/api/projects/", body, content_type="application/json"
+        )
+
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(),
+            {
+                "detail": "The request body is over 2.5 MB, the most taken apart "
+                "from uploaded files (DATA_UPLOAD_MAX_MEMORY_SIZE); send less at "
+                "once, and send images as file uploads."
+            },
+        )
+        self.assertEqual(Project.objects.count(), 1)
+
     def test_it_needs_authentication(self):
         response = APIClient().get("/api/projects/")
         self.assertIn(response.status_code, (401, 403))
@@ -118,6 +142,57 @@ class ImageApiTests(ApiTestCase):
         self.assertEqual(self.names({"label": self.ant.label_id}), ["ant_1.png"])
         self.assertEqual(self.names({"label": "wasps"}), [])
         self.assertEqual(self.names({"search": "NEW"}), ["new_1.png"])
+
+    def test_it_refuses_a_label_id_no_label_can_have(self):
+        for value in ["9223372036854775808", "0", "1" * 5000]:
+            with self.subTest(value=value[:30]):
+                response = self.api.get(self.base, {"label": value})
+                self.assertEqual(response.status_code, 400)
+                shown = value if len(value) <= 24 else value[:24] + "…"
+                self.assertEqual(
+                    response.json(),
+                    {
+                        "label": [
+                            f"Not a valid label id: “{shown}”. An id is a whole "
+                            "number from 1 to 9223372036854775807."
+                        ]
+                    },
+                )
+
+    def test_it_takes_unicode_digits_as_a_label_name(self):
+        self.assertEqual(self.names({"label": "²"}), [])
+        squared = Label.objects.create(project=self.project, name="²")
+        Image.objects.filter(pk=self.new.pk).update(label=squared)
+        self.assertEqual(self.names({"label": "²"}), ["new_1.png"])
+
+    @override_settings(UPLOAD_MAX_FILES=2, DATA_UPLOAD_MAX_NUMBER_FILES=2)
+    def test_it_explains_too_many_files_in_one_upload(self):
+        photos = real_photos("ants", 3)
+        token = Token.objects.create(user=self.alice)
+        by_token = APIClient()
+        by_token.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        by_session = APIClient(enforce_csrf_checks=True)
+        by_session.force_login(self.alice)
+        by_session.get(f"/projects/{self.project.pk}/images/upload/")
+        csrf = by_session.cookies["csrftoken"].value
+
+        for client, headers in [(by_token, {}), (by_session, {"X-CSRFToken": csrf})]:
+            files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in photos]
+            response = client.post(
+                f"{self.base}upload/",
+                {"files": files},
+                format="multipart",
+                headers=headers,
+            )
+            self.assertEqual(response.status_code, 400)
+            self.assertEqual(
+                response.json(),
+                {
+                    "detail": "Send at most 2 files in one request (UPLOAD_MAX_FILES);"
+                    " split the upload into smaller batches."
+                },
+            )
+        self.assertEqual(self.project.images.count(), 3)
 
     def test_it_refuses_an_unknown_status(self):
         response = self.api.get(self.base, {"status": "maybe"})
@@ -263,3 +338,25 @@ class ApiSchemaTests(BaseTestCase):
         upload = schema["paths"]["/api/projects/{project_id}/images/upload/"]["post"]
         self.assertIn("multipart/form-data", upload["requestBody"]["content"])
         self.assertIn("/api/auth/token/", schema["paths"])
+
+
+class TrainedProjectApiTests(TrainedModelTestCase):
+    def test_it_deletes_a_project_with_trained_versions_and_a_service(self):
+        service = deployment.deploy(self.training_run)
+        deployment.record_prediction(service, "bees", 0.8, 10.0)
+        publish_dataset_version(self.project, name="spring", seed=2)
+        model = storage.media_path(self.training_run.model_file)
+        self.assertEqual(serving.loaded_service_ids(), [service.pk])
+        api = APIClient()
+        api.force_authenticate(self.alice)
+
+        with self.captureOnCommitCallbacks(execute=True):
+            response = api.delete(f"/api/projects/{self.project.pk}/")
+
+        self.assertEqual(response.status_code, 204)
+        self.assertFalse(Project.objects.exists())
+        for model_class in (TrainingRun, Service, Prediction, DatasetVersion):
+            self.assertFalse(model_class.objects.exists(), model_class.__name__)
+        self.assertEqual(serving.loaded_service_ids(), [])
+        self.assertFalse(model.exists())
+        self.assertFalse(storage.project_dir(self.project.pk).exists())

@@ -6,11 +6,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.conf import Conf
 
+from projects import storage
 from projects.models import Project
 from tests.base import BaseTestCase
+from tests.trained import make_run
 from tests.training_fixtures import import_photos
 from training.datasets import publish_dataset_version
-from training.models import DatasetVersion, TrainingRun
+from training.models import DatasetVersion, Service, TrainingRun
 from training.runs import start_training
 
 
@@ -98,13 +100,56 @@ class TrainPageTests(BaseTestCase):
     def test_it_trains_on_an_existing_dataset_version(self):
         self._ready()
         version = publish_dataset_version(self.project, name="spring", train_ratio=0.5)
+        # The page disables the new version's fields, so the browser leaves
+        # them out.
+        data = {**VALID, "dataset_version": version.pk}
+        del data["dataset_version_name"], data["train_ratio"]
         with queued_only():
-            self.client.post(self.url, {**VALID, "dataset_version": version.pk})
+            self.client.post(self.url, data)
 
         run = TrainingRun.objects.get()
         self.assertEqual(run.dataset_version, version)
         self.assertEqual(run.train_ratio, 0.5)
         self.assertEqual(DatasetVersion.objects.count(), 1)
+
+    def test_it_refuses_a_new_versions_name_or_ratio_with_an_existing_version(self):
+        self._ready()
+        version = publish_dataset_version(self.project, name="spring", train_ratio=0.5)
+
+        response = self.client.post(self.url, {**VALID, "dataset_version": version.pk})
+
+        self.assertEqual(response.status_code, 200)
+        errors = response.context["form"].errors
+        self.assertEqual(
+            errors["dataset_version_name"],
+            [
+                "You chose the existing dataset version spring: leave the new "
+                "version's name empty, or choose to publish a new version."
+            ],
+        )
+        self.assertEqual(
+            errors["train_ratio"],
+            [
+                "Dataset version spring keeps its own split (training ratio 0.5): "
+                "leave the training ratio empty, or choose to publish a new version."
+            ],
+        )
+        self.assertFalse(TrainingRun.objects.exists())
+        self.assertEqual(DatasetVersion.objects.count(), 1)
+
+    def test_it_needs_a_ratio_for_a_new_dataset_version(self):
+        self._ready()
+        response = self.client.post(self.url, {**VALID, "train_ratio": ""})
+        self.assertEqual(
+            response.context["form"].errors["train_ratio"],
+            ["Give the training ratio of the new dataset version (0 to 1)."],
+        )
+        self.assertFalse(DatasetVersion.objects.exists())
+
+    def test_it_switches_the_new_version_fields_off_for_an_existing_version(self):
+        self._ready()
+        response = self.client.get(self.url)
+        self.assertContains(response, "js/train_form.js")
 
     def test_it_enforces_every_fields_range(self):
         self._ready()
@@ -275,3 +320,69 @@ class RunPageTests(BaseTestCase):
             self.assertEqual(response.status_code, 404, name)
         run.refresh_from_db()
         self.assertEqual(run.status, TrainingRun.Status.QUEUED)
+
+
+class RunDeletePageTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.run = make_run(self.project)
+        storage.write_file(self.run.model_file, b"model")
+        self.follower = make_run(
+            self.project,
+            version="V002",
+            incremental_from=self.run,
+            incremental_from_version="V001",
+        )
+        self.service = Service.objects.create(
+            project=self.project, training_run=self.run, status="running"
+        )
+        self.url = reverse("training:run_delete", args=[self.project.pk, self.run.pk])
+
+    def test_it_asks_for_confirmation_and_says_what_goes(self):
+        response = self.client.get(self.url)
+
+        self.assertContains(response, "Delete training version V001?")
+        self.assertContains(response, "its service is stopped and removed")
+        self.assertContains(
+            response,
+            "Training version V002 was trained incrementally from it and keeps its "
+            "own model.",
+        )
+        self.assertContains(response, '<button type="submit" class="danger">')
+        self.assertTrue(TrainingRun.objects.filter(pk=self.run.pk).exists())
+
+    def test_it_deletes_the_version_its_service_and_its_model_file(self):
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(self.url, follow=True)
+
+        self.assertRedirects(
+            response, reverse("training:dashboard", args=[self.project.pk])
+        )
+        self.assertContains(response, "Training version V001 deleted.")
+        self.assertFalse(TrainingRun.objects.filter(pk=self.run.pk).exists())
+        self.assertFalse(Service.objects.exists())
+        self.assertFalse(storage.media_path(self.run.model_file).exists())
+        self.assertContains(response, "from V001 (deleted)")
+
+    def test_it_refuses_a_version_still_training(self):
+        now = timezone.now()
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            status="running", started_at=now, heartbeat_at=now
+        )
+        message = "Training version V001 is still training; cancel it first"
+
+        page = self.client.get(self.url)
+        self.assertContains(page, message)
+        self.assertNotContains(page, '<button type="submit" class="danger">')
+
+        response = self.client.post(self.url)
+        self.assertContains(response, message, status_code=409)
+        self.assertTrue(TrainingRun.objects.filter(pk=self.run.pk).exists())
+        self.assertEqual(Service.objects.get().status, Service.Status.RUNNING)
+        self.assertTrue(storage.media_path(self.run.model_file).exists())
+
+    def test_it_answers_404_for_another_users_version(self):
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(self.url).status_code, 404)
+        self.assertEqual(self.client.post(self.url).status_code, 404)
+        self.assertTrue(TrainingRun.objects.filter(pk=self.run.pk).exists())

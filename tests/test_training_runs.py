@@ -19,11 +19,12 @@ from training.models import DatasetVersion, TrainingRun
 from training.runs import (
     NotReadyToTrain,
     cancel_training,
+    delete_training_run,
     mark_stale_runs_failed,
     propose_training_version,
     start_training,
 )
-from training.tasks import run_training
+from training.tasks import RunReporter, run_training
 
 
 def queued_only():
@@ -176,6 +177,42 @@ class StartTrainingTests(BaseTestCase):
         self.assertEqual(second.metrics["backbone"], "lite0")
         self.assertIn("Incremental training, starting from V001", second.log)
         self.assertIn("kept ants, bees; new wasps; dropped none", second.log)
+        self.assertEqual(second.incremental_from_version, "V001")
+
+    def test_it_fails_with_a_reason_when_the_source_model_is_damaged(self):
+        first = start_training(self.project, user=self.alice, train_ratio=0.67)
+        first.refresh_from_db()
+        storage.write_file(first.model_file, b"\x80\x02}q\x00damaged")
+
+        second = start_training(self.project, user=self.alice, incremental_from=first)
+
+        second.refresh_from_db()
+        self.assertEqual(second.status, TrainingRun.Status.FAILED)
+        self.assertEqual(
+            second.status_message,
+            "The model file of V001 is damaged or was written by an incompatible "
+            "version, so incremental training cannot start from it; start from "
+            "another version or from the pretrained network.",
+        )
+
+    def test_it_refuses_to_delete_a_version_another_trains_from(self):
+        source = start_training(self.project, user=self.alice, train_ratio=0.67)
+        source.refresh_from_db()
+        with queued_only():
+            start_training(self.project, user=self.alice, incremental_from=source)
+
+        with self.assertRaises(ValidationError) as caught:
+            delete_training_run(source)
+
+        self.assertEqual(
+            caught.exception.messages,
+            [
+                "Training version V001 cannot be deleted while V002 trains "
+                "incrementally from it; wait for that training to end or cancel it."
+            ],
+        )
+        self.assertTrue(TrainingRun.objects.filter(pk=source.pk).exists())
+        self.assertTrue(storage.media_path(source.model_file).is_file())
 
 
 class RunLifecycleTests(BaseTestCase):
@@ -213,6 +250,33 @@ class RunLifecycleTests(BaseTestCase):
         self.assertEqual(self.run.model_file, "")
         path = storage.media_path(storage.model_name_for(self.project.pk, self.run.pk))
         self.assertFalse(path.exists())
+
+    def test_it_stops_training_a_run_deleted_meanwhile(self):
+        self.assertFalse(RunReporter(self.run).should_cancel())
+
+        # Deleting the project takes its runs along while the worker trains.
+        TrainingRun.objects.filter(pk=self.run.pk).delete()
+
+        self.assertTrue(RunReporter(self.run).should_cancel())
+
+    def test_it_refuses_to_delete_a_queued_version(self):
+        with self.assertRaises(ValidationError) as caught:
+            delete_training_run(self.run)
+
+        self.assertEqual(
+            caught.exception.messages,
+            ["Training version V001 is still queued; cancel it first, then delete it."],
+        )
+        self.run.refresh_from_db()
+        self.assertEqual(self.run.status, TrainingRun.Status.QUEUED)
+
+    def test_it_deletes_a_cancelled_version_and_keeps_its_dataset_version(self):
+        cancel_training(self.run)
+
+        delete_training_run(self.run)
+
+        self.assertFalse(TrainingRun.objects.exists())
+        self.assertEqual(DatasetVersion.objects.count(), 1)
 
     def test_it_marks_cancel_requested_on_a_running_run(self):
         TrainingRun.objects.filter(pk=self.run.pk).update(

@@ -2,7 +2,7 @@ import io
 import zipfile
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from projects.models import Image, Label
@@ -13,6 +13,16 @@ JSON = {"HTTP_ACCEPT": "application/json"}
 
 def upload(path, name=None) -> SimpleUploadedFile:
     return SimpleUploadedFile(name or path.name, path.read_bytes())
+
+
+def zip_of(members: dict) -> SimpleUploadedFile:
+    """A zip named set.zip; each member is a path or bytes."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, content in members.items():
+            data = content if isinstance(content, bytes) else content.read_bytes()
+            zf.writestr(name, data)
+    return SimpleUploadedFile("set.zip", archive.getvalue())
 
 
 class UploadPageTests(BaseTestCase):
@@ -90,6 +100,50 @@ class UploadPageTests(BaseTestCase):
         self.assertEqual((result["name"], result["status"]), ("set.zip", "rejected"))
         self.assertIn("not a readable zip archive", result["message"])
 
+    def test_it_says_a_zip_of_hidden_files_holds_nothing_to_import(self):
+        archive = zip_of({".trip/ants/1.jpg": self.ants[0], "__MACOSX/._1.jpg": b"x"})
+        response = self.client.post(self.url, {"archive": archive}, **JSON)
+
+        report = response.json()
+        self.assertEqual((report["accepted"], report["rejected"]), (0, 1))
+        self.assertEqual(report["ignored"], 2)
+        self.assertEqual(
+            report["notes"],
+            ["2 files were skipped: hidden or system files (e.g. .trip/ants/1.jpg)."],
+        )
+        self.assertEqual(
+            [(r["name"], r["status"], r["message"]) for r in report["results"]],
+            [
+                (
+                    "set.zip",
+                    "rejected",
+                    "The zip holds no files to import: 2 files were skipped as "
+                    "hidden or system files (e.g. .trip/ants/1.jpg).",
+                )
+            ],
+        )
+        self.assertFalse(Image.objects.exists())
+
+    def test_it_says_an_empty_zip_holds_nothing_to_import(self):
+        response = self.client.post(self.url, {"archive": zip_of({})}, **JSON)
+        report = response.json()
+        self.assertEqual(report["notes"], [])
+        self.assertEqual(
+            [(r["status"], r["message"]) for r in report["results"]],
+            [("rejected", "The zip holds no files to import.")],
+        )
+
+    def test_it_notes_skipped_files_on_the_report_page(self):
+        archive = zip_of({"ants/a.jpg": self.ants[0], "__MACOSX/ants/._a.jpg": b"x"})
+        response = self.client.post(self.url, {"archive": archive})
+
+        self.assertContains(response, "<strong>1</strong> accepted")
+        self.assertContains(
+            response,
+            "1 file was skipped: hidden or system files (e.g. __MACOSX/ants/._a.jpg).",
+        )
+        self.assertEqual(Image.objects.count(), 1)
+
     def test_it_asks_for_files_when_none_are_sent(self):
         response = self.client.post(self.url, {}, **JSON)
         self.assertEqual(response.status_code, 400)
@@ -110,7 +164,44 @@ class UploadPageTests(BaseTestCase):
         files = [upload(photo) for photo in self.ants]
         response = self.client.post(self.url, {"files": files}, **JSON)
         self.assertEqual(response.status_code, 400)
-        self.assertIn("send at most 2 files per request", response.json()["error"])
+        self.assertEqual(
+            response.json()["error"],
+            "Send at most 2 files in one request (UPLOAD_MAX_FILES); split the "
+            "upload into smaller batches.",
+        )
+        self.assertFalse(Image.objects.exists())
+
+    @override_settings(UPLOAD_MAX_FILES=2, DATA_UPLOAD_MAX_NUMBER_FILES=2)
+    def test_it_explains_too_many_files_when_the_csrf_check_refuses_them(self):
+        # A browser's request is read by the CSRF check before the view runs.
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        client.get(self.url)
+        token = client.cookies["csrftoken"].value
+        message = (
+            "Send at most 2 files in one request (UPLOAD_MAX_FILES); split the "
+            "upload into smaller batches."
+        )
+
+        files = [upload(photo) for photo in self.ants]
+        data = {"files": files, "csrfmiddlewaretoken": token}
+        response = client.post(self.url, data, **JSON)
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.json(), {"error": message})
+
+        files = [upload(photo) for photo in self.ants]
+        data = {"files": files, "csrfmiddlewaretoken": token}
+        response = client.post(self.url, data)
+        self.assertContains(response, message, status_code=400)
+        self.assertContains(response, "Nothing was changed.", status_code=400)
+        self.assertFalse(Image.objects.exists())
+
+    def test_it_sends_batches_under_the_request_limits(self):
+        response = self.client.get(self.url)
+        self.assertContains(response, 'data-batch-files="20"')
+        with self.settings(UPLOAD_MAX_FILES=5, DATA_UPLOAD_MAX_NUMBER_FILES=5):
+            response = self.client.get(self.url)
+        self.assertContains(response, 'data-batch-files="5"')
 
     @override_settings(IMAGE_MAX_BYTES=5000)
     def test_it_refuses_a_file_over_the_size_limit(self):

@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from projects import storage
-from projects.models import Image, Project
+from projects.models import Image, Project, name_key
 from training.models import DEFAULT_TRAIN_RATIO, DatasetVersion, DatasetVersionItem
 
 logger = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def delete_dataset_version(version: DatasetVersion) -> None:
 
     Raises ValidationError when a training version was trained on it.
     """
-    runs = list(version.training_runs.values_list("version", flat=True))
+    runs = sorted(version.training_runs.values_list("version", flat=True))
     if runs:
         raise ValidationError(_in_use_message(version, runs))
 
@@ -323,11 +323,15 @@ def delete_dataset_version(version: DatasetVersion) -> None:
 
 
 def _in_use_message(version: DatasetVersion, runs: list[str]) -> str:
-    noun = "training version" if len(runs) == 1 else "training versions"
+    if len(runs) == 1:
+        blocking = f"training version {runs[0]} was trained on it"
+        advice = "Delete that training version first: open it"
+    else:
+        blocking = f"training versions {', '.join(runs)} were trained on it"
+        advice = "Delete those training versions first: open each"
     return (
-        f"Dataset version {version.name} cannot be deleted: {noun} "
-        f"{', '.join(runs)} {'was' if len(runs) == 1 else 'were'} trained on it. "
-        "Delete those training versions first."
+        f"Dataset version {version.name} cannot be deleted: {blocking}. {advice} "
+        "on the Training versions page and choose Delete version."
     )
 
 
@@ -347,12 +351,16 @@ def class_folder_entries(
 
     train/<label>/<original name> and val/<label>/<original name>; names that
     clash in a folder (ignoring case, as many file systems do) get " (2)", ...
+    Raises ValidationError when two labels would share a folder.
     """
+    folders = label_folders(
+        set(version.items.order_by().values_list("label_name", flat=True))
+    )
     taken: set[str] = set()
     entries = []
     for item in version.items.order_by("label_name", "usage", "id"):
         side = "train" if item.usage == TRAIN else "val"
-        label = safe_part(item.label_name, "unnamed")
+        label = folders[item.label_name]
         extension = PurePosixPath(item.file).suffix
         filename = safe_part(item.original_name, f"{item.sha256}{extension}")
         stem, suffix = _split_name(filename)
@@ -364,6 +372,30 @@ def class_folder_entries(
         taken.add(path.lower())
         entries.append((path, item))
     return entries
+
+
+def label_folders(label_names) -> dict[str, str]:
+    """The folder of each label in a class folder export.
+
+    Label names follow projects.labels.clean_label_name, so each is its own
+    folder; a version published before that rule could hold names that lose
+    characters on the way (a slash, "..") or differ only in case. Those are
+    refused rather than silently merged into one folder.
+    """
+    folders = {name: safe_part(name, "unnamed") for name in sorted(label_names)}
+    sharing = defaultdict(list)
+    for name, folder in folders.items():
+        sharing[name_key(folder)].append(name)
+    clashes = [sorted(names) for names in sharing.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(f"“{n}”" for n in names) for names in clashes)
+        raise ValidationError(
+            f"This dataset version cannot be exported as class folders: the labels "
+            f"{listed} would share one folder. Rename the labels, publish a new "
+            "dataset version and export that one, or export the ModelArts zip, "
+            "which keeps every label name as it is."
+        )
+    return folders
 
 
 def _split_name(filename: str) -> tuple[str, str]:

@@ -143,7 +143,12 @@ def load_service(service_id: int) -> None:
         return
 
     now = timezone.now()
-    hours = service.auto_stop_hours
+    # Read again: a deploy request may have changed the hours while it loaded.
+    hours = (
+        Service.objects.filter(pk=service_id)
+        .values_list("auto_stop_hours", flat=True)
+        .first()
+    )
     updated = Service.objects.filter(
         pk=service_id, status=Service.Status.DEPLOYING
     ).update(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from projects import storage
 from training.models import TrainingRun
+from training.serving import damaged_model_message
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,13 @@ def export_zip(run: TrainingRun):
     except Exception as exc:
         archive.close()
         logger.exception("Could not export the model of run %s", run.pk)
-        raise ExportFailed(f"The model of {run.version} could not be exported: {exc}")
+        if isinstance(exc, OSError):
+            # The temporary folder or file, not the model.
+            raise ExportFailed(
+                f"The model of {run.version} could not be exported: "
+                f"{exc.strerror or exc}."
+            )
+        raise ExportFailed(damaged_model_message(run.version))
 
     archive.seek(0)
     logger.info("Exported the model of %s (run %s)", run.version, run.pk)

@@ -46,8 +46,11 @@ class TrainForm(forms.Form):
         required=False,
         help_text="Letters, digits, “.”, “_” and “-”; proposed by the studio.",
     )
+    # Both apply to a new dataset version only; the page disables them while an
+    # existing version is chosen, and the form refuses them with one.
     train_ratio = forms.FloatField(
         label="Training ratio",
+        required=False,
         min_value=0.0,
         max_value=1.0,
         initial=DEFAULT_TRAIN_RATIO,
@@ -94,15 +97,45 @@ class TrainForm(forms.Form):
     def recipes(self):
         return list(RECIPES.values())
 
+    def clean(self):
+        data = super().clean()
+        version = data.get("dataset_version")
+        ratio = data.get("train_ratio")
+        if version is None:
+            if ratio is None and "train_ratio" not in self.errors:
+                self.add_error(
+                    "train_ratio",
+                    "Give the training ratio of the new dataset version (0 to 1).",
+                )
+            return data
+
+        # The same rule as the API: an existing version is not split again.
+        if data.get("dataset_version_name"):
+            self.add_error(
+                "dataset_version_name",
+                f"You chose the existing dataset version {version.name}: leave the "
+                "new version's name empty, or choose to publish a new version.",
+            )
+        if ratio is not None:
+            self.add_error(
+                "train_ratio",
+                f"Dataset version {version.name} keeps its own split (training "
+                f"ratio {version.train_ratio:g}): leave the training ratio empty, or "
+                "choose to publish a new version.",
+            )
+        return data
+
     def start_kwargs(self) -> dict:
         """The cleaned values as training.runs.start_training's arguments."""
         data = self.cleaned_data
-        return {
+        kwargs = {
             "dataset_version": data["dataset_version"],
             "dataset_version_name": data["dataset_version_name"],
-            "train_ratio": data["train_ratio"],
             "incremental_from": data["incremental_from"],
             "max_minutes": data["max_minutes"],
             "preference": data["preference"],
             "flavor": data["flavor"],
         }
+        if data["train_ratio"] is not None:
+            kwargs["train_ratio"] = data["train_ratio"]
+        return kwargs

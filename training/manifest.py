@@ -14,6 +14,7 @@ entry whose path it ends with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -27,8 +28,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from projects.importing import import_file
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project
+from projects import storage
+from projects.imaging import ImageRejected, decode_image
+from projects.importing import ACCEPTED, DUPLICATE, Importer, make_thumbnail
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
+from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
 from training.datasets import (
     EVAL,
     TRAIN,
@@ -42,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 ANNOTATION_TYPE = "modelarts/image_classification"
 CONTENT_TYPE = "application/jsonlines"
-LABEL_MAX_LENGTH = 32
+LABEL_MAX_LENGTH = LABEL_NAME_MAX_LENGTH
 MANIFEST_MAX_BYTES = 64 * 1024 * 1024
 USAGES = {"TRAIN": TRAIN, "EVAL": EVAL}
 # What reading a damaged, encrypted or oddly compressed zip entry can raise.
@@ -115,11 +119,22 @@ class ManifestLine:
     status: str = "ok"
     message: str = ""
     image_id: int | None = None
+    # Worth a person's attention even though it is no problem: a restore from
+    # the trash, a label that changed, a picture listed twice.
+    noteworthy: bool = False
+    # Found while checking: the file's SHA-256, and whether the project holds
+    # that picture already (image_id is then that image).
+    sha256: str = ""
+    existing: bool = False
 
     def fail(self, message: str) -> ManifestLine:
         self.status = "error"
         self.message = message
         return self
+
+    def note(self, message: str) -> None:
+        self.message = message
+        self.noteworthy = True
 
 
 @dataclass
@@ -138,7 +153,9 @@ class ManifestImportReport:
     @property
     def notable(self) -> list[ManifestLine]:
         """The lines a person should read: problems and notes."""
-        return [line for line in self.lines if line.status == "error" or line.message]
+        return [
+            line for line in self.lines if line.status == "error" or line.noteworthy
+        ]
 
     @property
     def unremarkable(self) -> int:
@@ -160,15 +177,17 @@ class ManifestImportReport:
                 f"{self.version.image_count} images ({self.imported} new, "
                 f"{self.duplicates} already in the project)."
             )
+        if self.imported:
+            noun = "image" if self.imported == 1 else "images"
+            return (
+                f"No dataset version was created. The {self.imported} new {noun} "
+                "imported before the problem stay in the project, labeled; the "
+                "images that were already in the project were not changed. Fix the "
+                "problem and import the zip again: images already imported are "
+                "recognised, not stored twice."
+            )
         if self.errors:
             return "Nothing was imported."
-        if any(line.status in {"imported", "duplicate"} for line in self.lines):
-            return (
-                f"No dataset version was created: {len(self.problems)} of "
-                f"{len(self.lines)} lines could not be imported. The images that "
-                "were imported stay in the project, labeled; fix the lines below "
-                "and import the zip again."
-            )
         return (
             f"Nothing was imported: {len(self.problems)} of {len(self.lines)} "
             "lines are not usable. Fix them and import the zip again."
@@ -230,7 +249,7 @@ def _parse_line(number: int, raw: str) -> ManifestLine:
     annotations = record.get("annotation")
     if not isinstance(annotations, list) or not annotations:
         return line.fail("No “annotation”: each line needs the image's label.")
-    names = set()
+    names = {}
     for annotation in annotations:
         if not isinstance(annotation, dict):
             return line.fail("Each annotation must be a JSON object.")
@@ -243,16 +262,16 @@ def _parse_line(number: int, raw: str) -> ManifestLine:
         name = annotation.get("name")
         if not isinstance(name, str) or not name.strip():
             return line.fail("An annotation has no label “name”.")
-        names.add(name.strip())
-    if len({name.lower() for name in names}) > 1:
-        listed = ", ".join(sorted(names))
+        names.setdefault(name_key(name), name.strip())
+    if len(names) > 1:
+        listed = ", ".join(sorted(names.values()))
         return line.fail(f"Several labels ({listed}): an image may have one label.")
-    line.label = names.pop()
-    if len(line.label) > LABEL_MAX_LENGTH:
-        return line.fail(
-            f"The label “{line.label[:40]}…” is longer than {LABEL_MAX_LENGTH} "
-            "characters."
-        )
+    (label,) = names.values()
+    try:
+        line.label = clean_label_name(label)
+    except ValidationError as exc:
+        line.label = label
+        return line.fail(" ".join(exc.messages))
     return line
 
 
@@ -303,11 +322,15 @@ def import_manifest_zip(
 ) -> ManifestImportReport:
     """Import a zip holding a manifest and its images as a new dataset version.
 
-    All or nothing for the version: it is created only when every line is
-    usable. When a line is wrong, nothing at all is imported. When an image is
-    refused by the import pipeline, the images that did import stay in the
-    project with their labels, and no version is created. Raises
-    ValidationError for a bad or taken version name, before reading the file.
+    Everything that can be checked is checked before anything is written:
+    every line, and every image file, decoded as the import pipeline decodes
+    it. When one of them is wrong, nothing at all is imported. Then the new
+    images are imported; only once they all are, in one transaction, do the
+    images already in the project get the manifest's labels (and leave the
+    trash), and the version is created. Should an image still fail while
+    being imported, the new images imported before it stay in the project,
+    labeled, and nothing else changes. Raises ValidationError for a bad or
+    taken version name, before reading the file.
     """
     if name:
         name = validate_dataset_version_name(project, name)
@@ -356,20 +379,20 @@ def import_manifest_zip(
             report.manifest_name,
         )
         _match_files(report.lines, index)
+        _check_images(project, archive, report.lines)
         if report.problems:
+            _mark_unused(
+                report.lines,
+                "Usable, but nothing was imported because of the lines with a problem.",
+            )
             return report
 
-        entries = _import_images(project, archive, report.lines, user)
+        user = user if user and user.is_authenticated else None
+        if not _import_new_images(project, archive, report.lines, user):
+            return report
+        report.version = _apply_and_publish(project, archive, report, name, user)
 
-    if report.problems:
-        return report
-
-    try:
-        report.version = create_version_from_items(
-            project, name=name, entries=entries, user=user
-        )
-    except ValidationError as exc:
-        report.errors.extend(exc.messages)
+    if report.version is None:
         return report
     logger.info(
         "Imported manifest %s into project %s as dataset version %s",
@@ -416,77 +439,227 @@ def _match_files(lines: list[ManifestLine], index: _ZipIndex) -> None:
         line.member = member
 
 
-def _import_images(project, archive, lines, user) -> list[tuple[Image, str, str]]:
-    """Run each line's image through the shared import; return version entries."""
+def _read_member(archive: zipfile.ZipFile, line: ManifestLine) -> bytes | None:
+    """The bytes of the line's file, or None with the line failed."""
     limit = settings.IMAGE_MAX_BYTES
-    line_of_image: dict[int, ManifestLine] = {}
-    for line in lines:
-        info = archive.getinfo(line.member)
-        if info.file_size > limit:
-            line.fail(f"The file is larger than {limit // 1024 // 1024} MB.")
-            continue
-        try:
-            with archive.open(info) as handle:
-                data = handle.read(limit + 1)
-        except _UNREADABLE as exc:
-            line.fail(f"The file cannot be read from the zip: {exc}.")
-            continue
+    info = archive.getinfo(line.member)
+    if info.file_size > limit:
+        line.fail(f"The file is larger than {limit // 1024 // 1024} MB.")
+        return None
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(limit + 1)
+    except _UNREADABLE as exc:
+        line.fail(f"The file cannot be read from the zip: {exc}.")
+        return None
+    if len(data) > limit:
+        line.fail(f"The file is larger than {limit // 1024 // 1024} MB.")
+        return None
+    return data
 
-        result = import_file(
-            project,
-            posixpath.basename(line.member),
-            data,
-            label_name=line.label,
-            user=user,
+
+def _check_images(project: Project, archive, lines: list[ManifestLine]) -> None:
+    """Read and decode every line's file, and find the images the project
+    already holds; nothing is written."""
+    # The pipeline decodes at thumbnail scale too: same check, same verdict.
+    box = (settings.THUMBNAIL_SIZE, settings.THUMBNAIL_SIZE)
+    known = {
+        sha256: (pk, trashed_at is not None)
+        for sha256, pk, trashed_at in Image.objects.filter(project=project).values_list(
+            "sha256", "pk", "trashed_at"
         )
-        if result.status == "rejected":
-            line.fail(result.message or "The image was refused.")
+    }
+    first_line_of: dict[str, ManifestLine] = {}
+    for line in lines:
+        if line.status != "ok":
             continue
-
-        image_id = result.image_id or result.duplicate_of_id
-        line.image_id = image_id
-        if image_id in line_of_image:
-            first = line_of_image[image_id]
+        data = _read_member(archive, line)
+        if data is None:
+            continue
+        line.sha256 = hashlib.sha256(data).hexdigest()
+        if line.sha256 in first_line_of:
+            first = first_line_of[line.sha256]
             line.status = "skipped"
-            line.message = (
+            line.note(
                 f"The same picture as line {first.number}: the version keeps it "
                 "once, as listed there."
             )
             continue
-        line_of_image[image_id] = line
-        line.status = "imported" if result.status == "accepted" else "duplicate"
+        first_line_of[line.sha256] = line
 
-    if any(line.status == "error" for line in lines):
-        return []
+        pk, trashed = known.get(line.sha256, (None, False))
+        line.image_id, line.existing = pk, pk is not None
+        # An image already in the project is not decoded again, except one in
+        # the trash, whose thumbnail may have to be made anew to restore it.
+        if pk is None or trashed:
+            try:
+                decode_image(data, draft_size=box)
+            except ImageRejected as exc:
+                line.fail(str(exc))
 
-    images = Image.objects.select_related("label").in_bulk(list(line_of_image))
+
+def _import_new_images(project, archive, lines, user) -> bool:
+    """Import the pictures the project does not hold yet, with their labels.
+
+    False when one fails: the import stops there, the lines say what became
+    of them, and no image that was already in the project is touched.
+    """
+    importer = Importer(project, user=user)
+    for line in lines:
+        if line.status != "ok" or line.existing:
+            continue
+        data = _read_member(archive, line)
+        if data is not None:
+            result = importer.add_file(
+                posixpath.basename(line.member), data, label_name=line.label
+            )
+            if result.status == ACCEPTED:
+                line.status, line.image_id = "imported", result.image_id
+                line.message = f"Imported as a new image, labeled “{result.label}”."
+                if result.message:
+                    line.note(f"{line.message} {result.message}")
+                continue
+            if result.status == DUPLICATE:
+                # Imported by someone else meanwhile: an image like the others
+                # the project already holds.
+                line.image_id, line.existing = result.duplicate_of_id, True
+                continue
+            line.fail(result.message or "The image was refused.")
+
+        _mark_unused(
+            lines,
+            f"Not imported: the import stopped at line {line.number}.",
+            existing=f"Not changed: the import stopped at line {line.number}.",
+        )
+        return False
+    return True
+
+
+def _apply_and_publish(
+    project, archive, report: ManifestImportReport, name, user
+) -> DatasetVersion | None:
+    """Label (and restore) the images already in the project and create the
+    version, in one transaction: either all of it happens or none of it."""
+    used = [line for line in report.lines if line.status in {"ok", "imported"}]
+    notes: dict[int, tuple[str, bool]] = {}
+    try:
+        with transaction.atomic():
+            version = _publish(project, archive, used, notes, name, user)
+    except ValidationError as exc:
+        report.errors.extend(exc.messages)
+    except (ImageRejected, OSError) as exc:
+        report.errors.append(f"An image in the trash could not be restored: {exc}")
+    else:
+        image_of = {line.sha256: line.image_id for line in used}
+        for line in report.lines:
+            if line.number in notes:
+                line.status = "duplicate"
+                line.message, line.noteworthy = notes[line.number]
+            elif line.status == "skipped":
+                line.image_id = image_of[line.sha256]
+        return version
+
+    _mark_unused(
+        report.lines, "", existing="Not changed: no dataset version was created."
+    )
+    return None
+
+
+def _publish(project, archive, used, notes, name, user) -> DatasetVersion:
+    images = Image.objects.select_related("label").in_bulk(
+        [line.image_id for line in used]
+    )
     entries = []
-    for image_id, line in line_of_image.items():
-        image = images[image_id]
-        _apply_label(image, line, user)
+    for line in used:
+        image = images.get(line.image_id)
+        if image is None:
+            raise ValidationError(
+                f"The image of line {line.number} was deleted during the import; "
+                "import the zip again."
+            )
+        if line.existing:
+            notes[line.number] = _update_existing(image, line, archive, user)
+        elif image.label is None:
+            # Its label was deleted since it was imported a moment ago.
+            _update_existing(image, line, archive, user)
         entries.append((image, image.label.name, line.usage))
-    return entries
+    return create_version_from_items(project, name=name, entries=entries, user=user)
 
 
-def _apply_label(image: Image, line: ManifestLine, user) -> None:
-    """Give the image the manifest's label, as the version will record it."""
-    if image.label and image.label.name.lower() == line.label.lower():
-        return
+def _update_existing(image: Image, line: ManifestLine, archive, user):
+    """Give an image already in the project the manifest's label, restoring it
+    from the trash if it was there; (message, noteworthy) for its line."""
+    fields = []
+    restored = image.trashed_at is not None
+    if restored:
+        _restore_files(image, archive, line)
+        image.trashed_at = None
+        fields.append("trashed_at")
 
     previous = image.label.name if image.label else None
-    image.label = _label_named(image.project_id, line.label)
-    image.labeled_at = timezone.now()
-    image.labeled_by = user if user and user.is_authenticated else None
-    image.save(update_fields=["label", "labeled_at", "labeled_by"])
-    if previous:
-        line.message = (
-            f"Already in the project; its label changed from {previous} to "
-            f"{image.label.name}, as in the manifest."
+    if previous is None or name_key(previous) != name_key(line.label):
+        image.label = _label_named(image.project_id, line.label)
+        image.labeled_at = timezone.now()
+        image.labeled_by = user
+        fields += ["label", "labeled_at", "labeled_by"]
+    if fields:
+        image.save(update_fields=fields)
+
+    label = image.label.name
+    if restored:
+        was = f" (it was labeled {previous})" if previous and previous != label else ""
+        return (
+            f"Was in the trash as {image.original_name}: restored, labeled "
+            f"“{label}”{was}.",
+            True,
         )
+    if previous is None:
+        return (
+            f"Already in the project as {image.original_name}, unlabeled; now "
+            f"labeled “{label}”, as in the manifest.",
+            True,
+        )
+    if "label" in fields:
+        return (
+            f"Already in the project as {image.original_name}; its label changed "
+            f"from {previous} to {label}, as in the manifest.",
+            True,
+        )
+    return f"Already in the project as {image.original_name}, labeled “{label}”.", False
+
+
+def _restore_files(image: Image, archive, line: ManifestLine) -> None:
+    """Write the files of an image in the trash again if they are gone."""
+    file_missing = not storage.media_path(image.file).exists()
+    thumb_missing = not storage.media_path(image.thumbnail).exists()
+    if not (file_missing or thumb_missing):
+        return
+    data = _read_member(archive, line)
+    if data is None:
+        raise ValidationError(line.message)
+    if file_missing:
+        storage.write_file(image.file, data)
+    if thumb_missing:
+        box = (settings.THUMBNAIL_SIZE, settings.THUMBNAIL_SIZE)
+        thumbnail = make_thumbnail(decode_image(data, draft_size=box))
+        storage.write_file(image.thumbnail, thumbnail)
+
+
+def _mark_unused(lines, message: str, *, existing: str | None = None) -> None:
+    """Say why the usable lines did nothing: `existing` for the images already
+    in the project, `message` for the others (when given)."""
+    for line in lines:
+        if line.status != "ok":
+            continue
+        if line.existing and existing:
+            line.message = existing
+        elif message:
+            line.message = message
 
 
 def _label_named(project_id: int, name: str) -> Label:
-    label = Label.objects.filter(project_id=project_id, name__iexact=name).first()
+    key = name_key(name)
+    label = Label.objects.filter(project_id=project_id, name_key=key).first()
     if label:
         return label
     color = DEFAULT_LABEL_COLORS[
@@ -497,4 +670,4 @@ def _label_named(project_id: int, name: str) -> Label:
             return Label.objects.create(project_id=project_id, name=name, color=color)
     except IntegrityError:
         # Someone created it meanwhile.
-        return Label.objects.get(project_id=project_id, name__iexact=name)
+        return Label.objects.get(project_id=project_id, name_key=key)

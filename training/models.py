@@ -116,6 +116,8 @@ class TrainingRun(models.Model):
     incremental_from = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The source's version name, still known once that version is deleted.
+    incremental_from_version = models.CharField(max_length=8, blank=True)
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True

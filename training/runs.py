@@ -22,7 +22,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from projects import storage
 from projects.models import Project
+from training import deployment
 from training.datasets import clean_train_ratio, publish_dataset_version
 from training.models import (
     DEFAULT_TRAIN_RATIO,
@@ -31,6 +33,7 @@ from training.models import (
     MIN_TRAINING_MINUTES,
     DatasetVersion,
     DatasetVersionItem,
+    Service,
     TrainingRun,
 )
 
@@ -217,6 +220,9 @@ def start_training(
             max_minutes=max_minutes,
             flavor=flavor,
             incremental_from=incremental_from,
+            incremental_from_version=incremental_from.version
+            if incremental_from
+            else "",
         )
     logger.info(
         "Training version %s of project %s created (dataset version %s, %s)",
@@ -300,6 +306,60 @@ def cancel_training(run: TrainingRun) -> TrainingRun:
     run.refresh_from_db()
     logger.info("Cancel requested for training version %s (%s)", run.version, run.pk)
     return run
+
+
+def deletion_refusal(run: TrainingRun) -> str | None:
+    """Why the training version cannot be deleted now, or None if it can."""
+    if run.is_active:
+        doing = "queued" if run.status == TrainingRun.Status.QUEUED else "training"
+        return (
+            f"Training version {run.version} is still {doing}; cancel it first, "
+            "then delete it."
+        )
+
+    # An incremental run reads its source's model file when it starts.
+    followers = sorted(
+        TrainingRun.objects.filter(
+            incremental_from=run, status__in=TrainingRun.ACTIVE_STATUSES
+        ).values_list("version", flat=True)
+    )
+    if followers:
+        verb = "trains" if len(followers) == 1 else "train"
+        return (
+            f"Training version {run.version} cannot be deleted while "
+            f"{', '.join(followers)} {verb} incrementally from it; wait for that "
+            "training to end or cancel it."
+        )
+    return None
+
+
+def delete_training_run(run: TrainingRun) -> None:
+    """Delete a training version that has ended, with its service and model.
+
+    Raises ValidationError with deletion_refusal()'s reason. Versions trained
+    incrementally from it keep their own model and remember its name.
+    """
+    with transaction.atomic():
+        # Locked, so the worker cannot claim the run while it is checked.
+        current = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+        if current is None:
+            return
+        reason = deletion_refusal(current)
+        if reason:
+            raise ValidationError(reason)
+
+        service = Service.objects.filter(training_run=current).first()
+        if service is not None:
+            # Frees the model this process holds for the service.
+            deployment.stop(service)
+            deployment.delete(service)
+        current.delete()
+        if current.model_file:
+            model_file = current.model_file
+            transaction.on_commit(lambda: storage.delete_files([model_file]))
+    logger.info(
+        "Deleted training version %s of project %s", run.version, run.project_id
+    )
 
 
 def mark_stale_runs_failed(queryset=None) -> int:

@@ -64,6 +64,20 @@ class DatasetVersionItemSerializer(serializers.ModelSerializer):
         return reverse("training:dataset_item_file", args=[project_id, item.pk])
 
 
+class RatioField(serializers.FloatField):
+    """A number from 0 to 1; true and false are not numbers here, though
+    DRF's FloatField would read them as 1.0 and 0.0."""
+
+    default_error_messages = {
+        "boolean": "The training ratio must be a number from 0 to 1, not {value}.",
+    }
+
+    def to_internal_value(self, data) -> float:
+        if isinstance(data, bool):
+            self.fail("boolean", value="true" if data else "false")
+        return super().to_internal_value(data)
+
+
 class PublishDatasetVersionSerializer(serializers.Serializer):
     name = serializers.CharField(
         required=False,
@@ -72,7 +86,7 @@ class PublishDatasetVersionSerializer(serializers.Serializer):
         trim_whitespace=True,
         help_text="Leave out for the proposed name (V001, V002, ...).",
     )
-    train_ratio = serializers.FloatField(
+    train_ratio = RatioField(
         required=False,
         default=DEFAULT_TRAIN_RATIO,
         help_text="Share of each label's images used for training, from 0 to 1.",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
+from training.datasets import clean_train_ratio
 from training.ml.recipes import RECIPES
 from training.models import (
-    DEFAULT_TRAIN_RATIO,
     DEFAULT_TRAINING_MINUTES,
     MAX_TRAINING_MINUTES,
     MIN_TRAINING_MINUTES,
@@ -39,6 +40,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "flavor",
             "max_minutes",
             "incremental_from",
+            "incremental_from_version",
             "phase",
             "progress",
             "epoch",
@@ -67,12 +69,27 @@ class TrainingRunDetailSerializer(TrainingRunSerializer):
         read_only_fields = fields
 
 
+class TrainRatioField(serializers.FloatField):
+    """A number from 0 to 1, checked as the train page checks it.
+
+    FloatField alone takes true for 1.0 and false for 0.0.
+    """
+
+    def to_internal_value(self, data):
+        try:
+            return clean_train_ratio(data)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["train_ratio"])
+
+
 class StartTrainingSerializer(serializers.Serializer):
     """What POST /api/projects/<id>/training-runs accepts.
 
-    `dataset_version` names an existing dataset version; without it a new one
-    is published from the current labels, named `dataset_version_name` (or
-    the next free "V001"-style name) and split with `train_ratio`.
+    `dataset_version` names an existing dataset version, which keeps its own
+    split; without it a new one is published from the current labels, named
+    `dataset_version_name` (or the next free "V001"-style name) and split with
+    `train_ratio` (0.8 when not given). Giving an existing version together with
+    a new version's name or ratio is refused rather than half ignored.
     `incremental_from` names a finished training version ("V001").
     """
 
@@ -80,9 +97,7 @@ class StartTrainingSerializer(serializers.Serializer):
     dataset_version_name = serializers.CharField(
         required=False, allow_blank=True, max_length=32
     )
-    train_ratio = serializers.FloatField(
-        required=False, min_value=0.0, max_value=1.0, default=DEFAULT_TRAIN_RATIO
-    )
+    train_ratio = TrainRatioField(required=False, min_value=0.0, max_value=1.0)
     incremental_from = serializers.CharField(required=False, allow_blank=True)
     max_minutes = serializers.IntegerField(
         required=False,
@@ -109,6 +124,30 @@ class StartTrainingSerializer(serializers.Serializer):
                 f"This project has no dataset version named “{name}”."
             )
         return version
+
+    def validate(self, data):
+        version = data.get("dataset_version")
+        if version is None:
+            return data
+
+        if data.get("dataset_version_name"):
+            raise serializers.ValidationError(
+                {
+                    "dataset_version_name": "Give dataset_version (train on an "
+                    "existing dataset version) or dataset_version_name (publish a "
+                    "new one), not both."
+                }
+            )
+        if "train_ratio" in data:
+            raise serializers.ValidationError(
+                {
+                    "train_ratio": f"Dataset version {version.name} keeps its own "
+                    f"split (training ratio {version.train_ratio:g}); train_ratio "
+                    "applies only when a new dataset version is published. Leave "
+                    "it out."
+                }
+            )
+        return data
 
     def validate_incremental_from(self, name):
         if not name:

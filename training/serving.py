@@ -75,7 +75,14 @@ def _cached(service_id: int, model_file: str):
     return None
 
 
-def load_model(model_file: str):
+def damaged_model_message(version: str) -> str:
+    return (
+        f"The model file of {version} is damaged or was written by an "
+        "incompatible version; train the version again."
+    )
+
+
+def load_model(model_file: str, *, version: str = "this training version"):
     """Load a training version's model from its file under MEDIA_ROOT."""
     try:
         path = storage.media_path(model_file or ".missing")
@@ -93,9 +100,11 @@ def load_model(model_file: str):
     set_prediction_threads(settings.PREDICTION_THREADS)
     try:
         return load_predictor(path)
-    except Exception as exc:
-        logger.exception("Could not load the model %s", model_file)
-        raise ModelUnavailable(f"The model could not be loaded: {exc}")
+    except Exception:
+        # Whatever torch raises (KeyError, UnpicklingError, RuntimeError...)
+        # means nothing to a user; the log keeps it for an operator.
+        logger.exception("Could not load the model %s of %s", model_file, version)
+        raise ModelUnavailable(damaged_model_message(version))
 
 
 def get_predictor(service: Service):
@@ -111,7 +120,7 @@ def get_predictor(service: Service):
             return predictor
 
         logger.info("Loading the model of service %s (%s)", service.pk, model_file)
-        predictor = load_model(model_file)
+        predictor = load_model(model_file, version=service.training_run.version)
         with _lock:
             _loaded[service.pk] = _Loaded(_model_key(model_file), predictor)
         return predictor

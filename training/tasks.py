@@ -71,8 +71,9 @@ class RunReporter:
         now = time.monotonic()
         if not self._cancelled and now - self._checked_at >= CANCEL_CHECK_INTERVAL_S:
             self._checked_at = now
-            self._cancelled = TrainingRun.objects.filter(
-                pk=self.run_id, cancel_requested=True
+            # A run deleted with its project stops as a cancelled one does.
+            self._cancelled = not TrainingRun.objects.filter(
+                pk=self.run_id, cancel_requested=False
             ).exists()
         return self._cancelled
 
@@ -199,6 +200,15 @@ def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
             raise engine.TrainingError(
                 f"The model file of training version {source.version} is missing, "
                 "so incremental training cannot start from it."
+            )
+        try:
+            engine.load_checkpoint(path)
+        except Exception:
+            logger.exception("Could not read the model %s", source.model_file)
+            raise engine.TrainingError(
+                f"The model file of {source.version} is damaged or was written by "
+                "an incompatible version, so incremental training cannot start "
+                "from it; start from another version or from the pretrained network."
             )
         init_from = path
         reporter.log(f"Incremental training, starting from {source.version}.")

@@ -23,6 +23,7 @@
   const countsText = document.getElementById("upload-counts");
   const reportBody = document.querySelector("#upload-report tbody");
   const done = document.getElementById("upload-done");
+  const notes = document.getElementById("upload-notes");
   const counts = { accepted: 0, duplicate: 0, rejected: 0 };
   let busy = false;
 
@@ -31,6 +32,10 @@
 
   function csrfToken(someForm) {
     return someForm.querySelector("input[name=csrfmiddlewaretoken]").value;
+  }
+
+  function sentence(text) {
+    return /[.!?]$/.test(text) ? text : text + ".";
   }
 
   function megabytes(bytes) {
@@ -74,6 +79,20 @@
     showCounts();
   }
 
+  // A line about the upload as a whole, e.g. hidden files that were skipped.
+  function addNote(text) {
+    const item = document.createElement("li");
+    item.className = "message warning";
+    item.textContent = text;
+    notes.appendChild(item);
+    notes.hidden = false;
+  }
+
+  function addAnswer(answer) {
+    answer.results.forEach(addRow);
+    answer.notes.forEach(addNote);
+  }
+
   function rejectLocally(name, message) {
     addRow({ name: name, status: "rejected", message: message, label: null });
   }
@@ -114,9 +133,9 @@
           answer = null;
         }
         if (xhr.status === 200 && answer && answer.results) {
-          resolve({ results: answer.results });
+          resolve({ results: answer.results, notes: answer.notes || [] });
         } else {
-          const reason = (answer && answer.error) ||
+          const reason = (answer && (answer.error || answer.detail)) ||
             "the server answered " + xhr.status + " " + xhr.statusText;
           resolve({ error: reason });
         }
@@ -178,10 +197,10 @@
       });
       if (answer.error) {
         batch.forEach(function (file) {
-          rejectLocally(file.name, "Not uploaded: " + answer.error + ".");
+          rejectLocally(file.name, "Not uploaded: " + sentence(answer.error));
         });
       } else {
-        answer.results.forEach(addRow);
+        addAnswer(answer);
       }
       sent += batchBytes;
       filesDone += batch.length;
@@ -211,9 +230,9 @@
       if (loaded >= requestTotal) statusText.textContent = "Importing the archive…";
     });
     if (answer.error) {
-      rejectLocally(archive.name, "Not imported: " + answer.error + ".");
+      rejectLocally(archive.name, "Not imported: " + sentence(answer.error));
     } else {
-      answer.results.forEach(addRow);
+      addAnswer(answer);
     }
     setProgress(1);
     finish("Done: " + archive.name + " processed.");

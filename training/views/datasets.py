@@ -128,7 +128,7 @@ def dataset_detail(request, project_id, version_id):
 @login_required
 def dataset_delete(request, project_id, version_id):
     project, version = _get_version_for_user(request, project_id, version_id)
-    runs = list(version.training_runs.values_list("version", flat=True))
+    runs = list(version.training_runs.order_by("version"))
     if request.method == "POST":
         try:
             delete_dataset_version(version)
@@ -178,8 +178,12 @@ def dataset_manifest(request, project_id, version_id):
 
 @login_required
 def dataset_export_folders(request, project_id, version_id):
-    _, version = _get_version_for_user(request, project_id, version_id)
-    return class_folders_response(version)
+    project, version = _get_version_for_user(request, project_id, version_id)
+    try:
+        return class_folders_response(version)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("training:dataset_detail", project.pk, version.pk)
 
 
 @login_required

@@ -146,13 +146,22 @@ def dataset_version_manifest(request, project_id, version_id):
 
 
 @extend_schema(
-    responses={(200, "application/zip"): OpenApiTypes.BINARY},
+    responses={
+        (200, "application/zip"): OpenApiTypes.BINARY,
+        409: OpenApiResponse(description="Two labels would share one folder"),
+    },
     summary="The version as a zip of train/<label>/ and val/<label>/ folders",
 )
 @api_view(["GET"])
 @_file_download
 def dataset_version_export_folders(request, project_id, version_id):
-    return class_folders_response(_get_version(request, project_id, version_id))
+    version = _get_version(request, project_id, version_id)
+    try:
+        return class_folders_response(version)
+    except ValidationError as exc:
+        return Response(
+            {"detail": " ".join(exc.messages)}, status=status.HTTP_409_CONFLICT
+        )
 
 
 @extend_schema(

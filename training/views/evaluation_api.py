@@ -6,6 +6,7 @@ from rest_framework import generics
 from rest_framework.response import Response
 
 from projects.access import get_project_for_user
+from projects.ids import parse_id
 from training.serializers_evaluation import (
     TrainingVersionMetricsSerializer,
     TrainingVersionSerializer,
@@ -34,8 +35,8 @@ class TrainingVersionMetrics(generics.GenericAPIView):
         project = get_project_for_user(self.request.user, self.kwargs["project_id"])
         key = self.kwargs["version"]
         run = project.training_runs.filter(version=key).first()
-        if run is None and key.isdigit():
-            run = project.training_runs.filter(pk=int(key)).first()
+        if run is None and (run_id := parse_id(key)):
+            run = project.training_runs.filter(pk=run_id).first()
         if run is None:
             raise Http404("No such training version.")
         return run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +15,8 @@ from training.forms import TrainForm
 from training.models import TrainingRun
 from training.runs import (
     cancel_training,
+    delete_training_run,
+    deletion_refusal,
     describe_seconds,
     mark_stale_runs_failed,
     remaining_seconds,
@@ -114,3 +117,29 @@ def run_cancel(request, project_id, run_id):
     if request.htmx:
         return render(request, "training/_run_status.html", _status_ctx(run))
     return redirect(run)
+
+
+@login_required
+def run_delete(request, project_id, run_id):
+    run = _get_run_for_user(request.user, project_id, run_id)
+    if mark_stale_runs_failed(TrainingRun.objects.filter(pk=run.pk)):
+        run.refresh_from_db()
+
+    ctx = {
+        "project": run.project,
+        "section": "dashboard",
+        "run": run,
+        "service": getattr(run, "service", None),
+        "followers": TrainingRun.objects.filter(incremental_from=run),
+        "refusal": deletion_refusal(run),
+    }
+    if request.method != "POST":
+        return render(request, "training/run_confirm_delete.html", ctx)
+
+    try:
+        delete_training_run(run)
+    except ValidationError as exc:
+        ctx["refusal"] = " ".join(exc.messages)
+        return render(request, "training/run_confirm_delete.html", ctx, status=409)
+    messages.success(request, f"Training version {run.version} deleted.")
+    return redirect("training:dashboard", run.project_id)

@@ -1,4 +1,4 @@
-"""The training-runs API: start, list, follow and cancel training runs."""
+"""The training-runs API: start, list, follow, cancel and delete training runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from training.models import TrainingRun
 from training.runs import (
     NotReadyToTrain,
     cancel_training,
+    delete_training_run,
     mark_stale_runs_failed,
     start_training,
 )
@@ -85,11 +86,33 @@ def run_list(request, project_id):
     return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses=TrainingRunDetailSerializer, summary="A training run")
-@api_view(["GET"])
+@extend_schema(
+    methods=["GET"], responses=TrainingRunDetailSerializer, summary="A training run"
+)
+@extend_schema(
+    methods=["DELETE"],
+    responses={
+        204: None,
+        409: OpenApiResponse(
+            description="Still queued or training, or another version is "
+            "training incrementally from it"
+        ),
+    },
+    summary="Delete a training version with its service and model file",
+)
+@api_view(["GET", "DELETE"])
 def run_detail(request, project_id, run_id):
     run = _get_run_for_user(request.user, project_id, run_id)
-    return Response(TrainingRunDetailSerializer(run).data)
+    if request.method == "GET":
+        return Response(TrainingRunDetailSerializer(run).data)
+
+    try:
+        delete_training_run(run)
+    except ValidationError as exc:
+        return Response(
+            {"detail": " ".join(exc.messages)}, status=status.HTTP_409_CONFLICT
+        )
+    return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(

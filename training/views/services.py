@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -85,7 +85,11 @@ def _get_service_for_user(request, project_id, service_id) -> Service:
 
 def _back_url(request, project) -> str:
     referer = request.META.get("HTTP_REFERER", "")
-    if url_has_allowed_host_and_scheme(
+    # Only a path or a URL of this site; never a bare word redirect() would
+    # take for a view name.
+    if referer.startswith(
+        ("/", "http://", "https://")
+    ) and url_has_allowed_host_and_scheme(
         referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return referer
@@ -381,7 +385,7 @@ def model_export(request, project_id, run_id):
         archive = export.export_zip(run)
     except export.ExportFailed as exc:
         messages.error(request, str(exc))
-        return redirect(_back_url(request, project))
+        return HttpResponseRedirect(_back_url(request, project))
 
     return FileResponse(
         archive,

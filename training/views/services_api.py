@@ -10,6 +10,7 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from projects.ids import parse_ids
 from training import deployment
 from training.models import Service
 from training.serializers_services import (
@@ -40,8 +41,19 @@ def _get_service_for_user(user, service_id) -> Service:
 @extend_schema(
     methods=["POST"],
     request=DeploySerializer,
-    responses={201: ServiceDetailSerializer},
+    responses={
+        201: ServiceDetailSerializer,
+        200: OpenApiResponse(
+            ServiceDetailSerializer,
+            description="The version already had a service: a running or deploying "
+            "one takes the auto_stop_hours given (null turns auto-stop off); a "
+            "stopped or failed one starts again, with the hours given or its own.",
+        ),
+        400: OpenApiResponse(description="Not a finished version, or bad hours."),
+    },
     summary="Deploy a training version",
+    description="Answers 201 with a new service, or 200 with the version's "
+    "existing service.",
     tags=["services"],
 )
 @api_view(["GET", "POST"])
@@ -51,21 +63,39 @@ def service_list(request):
 
     if request.method == "GET":
         services = services.select_related("training_run").order_by("-created_at")
-        project_id = request.query_params.get("project")
-        if project_id and project_id.isdigit():
+        project = request.query_params.get("project", "").strip()
+        if project:
+            try:
+                project_id = parse_ids([project], noun="project")[0]
+            except ValidationError as exc:
+                return Response({"project": exc.messages}, status=400)
             services = services.filter(project_id=project_id)
         return Response(ServiceSerializer(services, many=True).data)
 
     serializer = DeploySerializer(data=request.data, context={"request": request})
     serializer.is_valid(raise_exception=True)
+    run = serializer.validated_data["training_run"]
+    hours_given = "auto_stop_hours" in serializer.validated_data
+    hours = serializer.validated_data.get("auto_stop_hours")
+
+    existing = Service.objects.filter(training_run=run).first()
+    if existing is not None:
+        if existing.status in (Service.Status.RUNNING, Service.Status.DEPLOYING):
+            # Already deployed: the request can only change its auto-stop.
+            if hours_given:
+                existing = deployment.set_auto_stop(existing, hours)
+            return Response(ServiceDetailSerializer(existing).data)
+        if not hours_given:
+            hours = existing.auto_stop_hours
+
     try:
-        service = deployment.deploy(
-            serializer.validated_data["training_run"],
-            auto_stop_hours=serializer.validated_data.get("auto_stop_hours"),
-        )
+        service = deployment.deploy(run, auto_stop_hours=hours)
     except ValidationError as exc:
         return Response({"detail": " ".join(exc.messages)}, status=400)
-    return Response(ServiceDetailSerializer(service).data, status=201)
+    created = existing is None
+    return Response(
+        ServiceDetailSerializer(service).data, status=201 if created else 200
+    )
 
 
 @extend_schema(

@@ -22,7 +22,7 @@ from projects.importing import (
     label_from_folders,
     pending_from_path,
 )
-from projects.models import Project
+from projects.models import Project, name_key
 
 
 class Command(BaseCommand):
@@ -99,7 +99,7 @@ class Command(BaseCommand):
         max_length = Project._meta.get_field("name").max_length
         if not name or len(name) > max_length:
             raise CommandError(f"A project name has 1 to {max_length} characters.")
-        project = Project.objects.filter(owner=owner, name__iexact=name).first()
+        project = Project.objects.filter(owner=owner, name_key=name_key(name)).first()
         if project:
             return project
         if not create:

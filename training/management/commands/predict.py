@@ -16,7 +16,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project
+from projects.models import Project, name_key
 from training.models import TrainingRun
 
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         project = self._project(options["project"], options["owner"])
         run = self._run(project, options["run_version"])
         try:
-            predictor = serving.load_model(run.model_file)
+            predictor = serving.load_model(run.model_file, version=run.version)
         except serving.ModelUnavailable as exc:
             raise CommandError(str(exc))
 
@@ -66,7 +66,9 @@ class Command(BaseCommand):
             raise CommandError(f"{failed} of {total} files could not be predicted.")
 
     def _project(self, name: str, owner: str | None) -> Project:
-        projects = Project.objects.filter(name__iexact=name).select_related("owner")
+        projects = Project.objects.filter(name_key=name_key(name)).select_related(
+            "owner"
+        )
         if owner:
             if not get_user_model().objects.filter(username=owner).exists():
                 raise CommandError(f"There is no user {owner!r}.")
@@ -84,7 +86,8 @@ class Command(BaseCommand):
         return found[0]
 
     def _run(self, project: Project, version: str) -> TrainingRun:
-        if version.isdigit():
+        # isascii(): "²" passes isdigit() but int() refuses it.
+        if version.isascii() and version.isdigit():
             version = f"V{int(version):03d}"
         run = project.training_runs.filter(version__iexact=version).first()
         if run is None:

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project
+from projects.models import Project, name_key
 from training.ml.recipes import RECIPES
 from training.models import (
     DEFAULT_TRAIN_RATIO,
@@ -110,7 +110,9 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary(run), ensure_ascii=False))
 
     def _find_project(self, name: str, owner: str | None) -> Project:
-        projects = Project.objects.filter(name__iexact=name).select_related("owner")
+        projects = Project.objects.filter(name_key=name_key(name)).select_related(
+            "owner"
+        )
         if owner:
             if not get_user_model().objects.filter(username=owner).exists():
                 raise CommandError(f"There is no user named “{owner}”.")
