@@ -106,7 +106,7 @@ class LabelDetail(ProjectMixin, generics.RetrieveUpdateDestroyAPIView):
             body = {"mode": query_mode, **body}
             if body["mode"] != query_mode:
                 raise serializers.ValidationError(
-                    {"mode": "The body and the query string ask for different modes."}
+                    {"mode": ["The body and the query string ask for different modes."]}
                 )
         params = DeleteLabelSerializer(data=body)
         params.is_valid(raise_exception=True)

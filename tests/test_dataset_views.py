@@ -165,6 +165,17 @@ class DatasetDetailTests(BaseTestCase):
         self.assertIn("V001.manifest", names)
         self.assertEqual(len(names), 9)
 
+    def test_it_refuses_a_class_folder_export_that_would_merge_labels(self):
+        # A version published before label names had one rule.
+        self.version.items.filter(label_name="ants").update(label_name="../../bees")
+        response = self.client.get(
+            self.url("dataset_export_folders", self.version.pk), follow=True
+        )
+        self.assertRedirects(response, self.url("dataset_detail", self.version.pk))
+        self.assertContains(
+            response, "the labels “../../bees” and “bees” would share one folder"
+        )
+
     def test_it_asks_before_deleting_and_then_deletes(self):
         url = self.url("dataset_delete", self.version.pk)
         self.assertContains(self.client.get(url), "Delete dataset version V001?")

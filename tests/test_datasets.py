@@ -18,6 +18,7 @@ from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
 from training.datasets import (
     delete_dataset_version,
+    left_out_message,
     propose_dataset_version_name,
     publish_dataset_version,
     train_count_for,
@@ -210,6 +211,34 @@ class PublishTests(BaseTestCase):
             },
         )
 
+    def test_it_names_the_labels_it_leaves_out_for_lack_of_images(self):
+        add_images(self.project, {"ants": 3, "bees": 3})
+        Label.objects.create(project=self.project, name="wasps")
+        add_image(self.project, "Hornets", trashed=True)
+
+        version = publish_dataset_version(self.project)
+
+        self.assertEqual(version.label_names, ["ants", "bees"])
+        self.assertEqual(version.left_out_labels, ["Hornets", "wasps"])
+        self.assertEqual(
+            left_out_message(version),
+            "Hornets and wasps have no images and were left out.",
+        )
+
+    def test_it_says_so_when_one_label_is_left_out(self):
+        add_images(self.project, {"ants": 3, "bees": 3})
+        Label.objects.create(project=self.project, name="wasps")
+        version = publish_dataset_version(self.project)
+        self.assertEqual(
+            left_out_message(version), "wasps has no images and was left out."
+        )
+
+    def test_it_has_nothing_to_say_when_every_label_has_images(self):
+        add_images(self.project, {"ants": 3, "bees": 3})
+        version = publish_dataset_version(self.project)
+        self.assertEqual(version.left_out_labels, [])
+        self.assertEqual(left_out_message(version), "")
+
 
 class SplitTests(BaseTestCase):
     def usage_counts(self, version) -> Counter:
@@ -282,6 +311,123 @@ class SplitTests(BaseTestCase):
         for seed in ("7", 1.5, -1, 2**63):
             with self.subTest(seed=seed), self.assertRaises(ValidationError):
                 publish_dataset_version(self.project, seed=seed)
+
+
+class KeptSplitTests(BaseTestCase):
+    """Publishing with keep_split_of, as incremental training does."""
+
+    def usage_counts(self, version) -> Counter:
+        return Counter(version.items.values_list("label_name", "usage"))
+
+    def test_it_keeps_the_usage_of_every_image_of_the_earlier_version(self):
+        add_images(self.project, {"ants": 10, "bees": 10})
+        earlier = publish_dataset_version(self.project, train_ratio=0.8, seed=1)
+        add_images(self.project, {"ants": 10, "bees": 10})
+
+        # Another seed would shuffle the old images differently.
+        later = publish_dataset_version(
+            self.project, train_ratio=0.8, seed=2, keep_split_of=earlier
+        )
+
+        old, new = split_of(earlier), split_of(later)
+        self.assertEqual(len(new), 40)
+        self.assertEqual({sha: new[sha] for sha in old}, old)
+        # 20 per label at 0.8 is 16 for training: the 8 kept ones and 8 new.
+        self.assertEqual(
+            self.usage_counts(later),
+            {
+                ("ants", "TRAIN"): 16,
+                ("ants", "EVAL"): 4,
+                ("bees", "TRAIN"): 16,
+                ("bees", "EVAL"): 4,
+            },
+        )
+
+    def test_it_splits_only_the_new_images_towards_each_labels_ratio(self):
+        add_images(self.project, {"ants": 10, "bees": 10})
+        earlier = publish_dataset_version(self.project, train_ratio=0.5, seed=1)
+        add_images(self.project, {"ants": 4, "bees": 10, "wasps": 5})
+
+        later = publish_dataset_version(
+            self.project, train_ratio=0.8, seed=1, keep_split_of=earlier
+        )
+
+        kept = split_of(earlier)
+        fresh = Counter(
+            (label, usage)
+            for sha, label, usage in later.items.values_list(
+                "sha256", "label_name", "usage"
+            )
+            if sha not in kept
+        )
+        # ants: 14 at 0.8 want 11 for training; 5 are kept there, and all 4
+        # new ones join them (as close as the kept ones allow).
+        self.assertEqual(fresh["ants", "TRAIN"], 4)
+        self.assertEqual(fresh["ants", "EVAL"], 0)
+        # bees: 20 at 0.8 want 16; 5 kept, so 10 new ones go to training.
+        self.assertEqual(fresh["bees", "TRAIN"], 10)
+        self.assertEqual(fresh["bees", "EVAL"], 0)
+        # wasps are all new: split as usual.
+        self.assertEqual(fresh["wasps", "TRAIN"], 4)
+        self.assertEqual(fresh["wasps", "EVAL"], 1)
+
+    def test_it_sends_new_images_to_validation_when_training_has_enough(self):
+        add_images(self.project, {"ants": 10, "bees": 10})
+        earlier = publish_dataset_version(self.project, train_ratio=1)
+        add_images(self.project, {"ants": 4})
+
+        later = publish_dataset_version(
+            self.project, train_ratio=0.5, keep_split_of=earlier
+        )
+
+        self.assertEqual(
+            self.usage_counts(later),
+            {("ants", "TRAIN"): 10, ("ants", "EVAL"): 4, ("bees", "TRAIN"): 10},
+        )
+
+    def test_it_keeps_the_usage_of_a_relabeled_image(self):
+        images = add_images(self.project, {"ants": 5, "bees": 5})
+        earlier = publish_dataset_version(self.project, train_ratio=0.6)
+        moved = next(
+            image for image in images if split_of(earlier)[image.sha256] == "TRAIN"
+        )
+        moved.label = Label.objects.get(project=self.project, name="bees")
+        moved.save()
+
+        later = publish_dataset_version(
+            self.project, train_ratio=0.6, keep_split_of=earlier
+        )
+
+        item = later.items.get(sha256=moved.sha256)
+        self.assertEqual((item.label_name, item.usage), ("bees", "TRAIN"))
+        self.assertEqual(split_of(later), split_of(earlier))
+
+    def test_it_reproduces_the_kept_split_from_the_stored_seed(self):
+        add_images(self.project, {"ants": 10, "bees": 10})
+        earlier = publish_dataset_version(self.project, train_ratio=0.5)
+        add_images(self.project, {"ants": 10, "bees": 10})
+        one = publish_dataset_version(
+            self.project, train_ratio=0.5, keep_split_of=earlier
+        )
+        two = publish_dataset_version(
+            self.project, train_ratio=0.5, seed=one.seed, keep_split_of=earlier
+        )
+        self.assertEqual(split_of(one), split_of(two))
+
+    def test_it_refuses_to_keep_the_split_of_another_projects_version(self):
+        other = Project.objects.create(owner=self.bob, name="Other")
+        add_images(other, {"ants": 3})
+        foreign = publish_dataset_version(other)
+        add_images(self.project, {"ants": 3})
+
+        with self.assertRaises(ValidationError) as caught:
+            publish_dataset_version(self.project, keep_split_of=foreign)
+
+        self.assertEqual(
+            caught.exception.messages,
+            ["That dataset version belongs to another project."],
+        )
+        self.assertFalse(self.project.dataset_versions.exists())
 
 
 class ImmutabilityTests(BaseTestCase):

@@ -64,6 +64,42 @@ class DatasetVersionApiTests(BaseTestCase):
                 self.assertIn(message, str(response.data[field][0]))
         self.assertEqual(DatasetVersion.objects.count(), 1)
 
+    def test_it_refuses_a_boolean_train_ratio(self):
+        add_images(self.project, {"ants": 2})
+        for value in (True, False):
+            with self.subTest(value=value):
+                response = self.api.post(
+                    self.url("api-dataset-versions"),
+                    {"name": "R1", "train_ratio": value},
+                    format="json",
+                )
+                self.assertEqual(response.status_code, 400)
+                shown = "true" if value else "false"
+                self.assertEqual(
+                    response.json(),
+                    {
+                        "train_ratio": [
+                            "The training ratio must be a number from 0 to 1, not "
+                            f"{shown}."
+                        ]
+                    },
+                )
+        self.assertFalse(DatasetVersion.objects.exists())
+
+    def test_it_answers_409_for_a_class_folder_export_that_would_merge_labels(self):
+        add_images(self.project, {"ants": 1, "bees": 1})
+        version = publish_dataset_version(self.project, train_ratio=1)
+        # A version published before label names had one rule.
+        version.items.filter(label_name="ants").update(label_name="../../bees")
+        response = self.api.get(
+            self.url("api-dataset-version-export-folders", version.pk)
+        )
+        self.assertEqual(response.status_code, 409)
+        self.assertIn(
+            "the labels “../../bees” and “bees” would share one folder",
+            response.json()["detail"],
+        )
+
     def test_it_answers_400_without_labeled_images(self):
         add_image(self.project)
         response = self.api.post(self.url("api-dataset-versions"), {}, format="json")

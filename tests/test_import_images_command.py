@@ -97,6 +97,12 @@ class ImportImagesCommandTests(BaseTestCase):
         self.assertEqual(project.owner, self.bob)
         self.assertEqual(project.images.count(), 6)
 
+    def test_it_finds_a_non_ascii_project_name_in_any_case(self):
+        project = Project.objects.create(owner=self.alice, name="Fourmis d'Été")
+        run("--project", "FOURMIS D'ÉTÉ", "--owner", "alice", str(self.root))
+        self.assertEqual(project.images.count(), 6)
+        self.assertEqual(Project.objects.filter(owner=self.alice).count(), 2)
+
     def test_it_refuses_a_missing_project_without_create(self):
         with self.assertRaisesMessage(CommandError, "add --create"):
             run("--project", "Wasps", "--owner", "alice", str(self.root))

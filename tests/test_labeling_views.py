@@ -108,6 +108,27 @@ class LabelingPageTests(BaseTestCase):
         # The grid keeps the filter: no unlabeled hive photo is left to show.
         self.assertContains(response, "No image matches this filter.")
 
+    def test_it_refuses_a_select_all_with_a_filter_it_cannot_read(self):
+        labeled = make_images(self.project, 2, label=self.ants)
+        unlabeled = make_images(self.project, 2)
+        cases = [
+            ({"status": "unlabelled"}, "Unknown status “unlabelled”"),
+            ({"label": "99999"}, "No such label in this project."),
+            ({"label": "ants"}, "No such label in this project."),
+        ]
+        for selection, message in cases:
+            with self.subTest(selection=selection):
+                data = {"status": "", "label": "", "q": "", **selection}
+                response = self.assign(all_matching="1", assign=self.bees.pk, **data)
+                self.assertContains(response, message, 1, 422)
+        self.assertEqual(
+            dict(self.project.images.values_list("pk", "label_id")),
+            {
+                **{image.pk: self.ants.pk for image in labeled},
+                **{image.pk: None for image in unlabeled},
+            },
+        )
+
     def test_it_refuses_image_ids_from_another_project(self):
         mine = make_image(self.project)
         other_project = Project.objects.create(owner=self.bob, name="Bob's")

@@ -44,6 +44,26 @@ class ProjectViewTests(BaseTestCase):
         self.assertContains(response, "already have a project")
         self.assertEqual(Project.objects.filter(owner=self.alice).count(), 1)
 
+    def test_it_refuses_a_duplicate_non_ascii_name_ignoring_case(self):
+        Project.objects.create(owner=self.alice, name="Été")
+        Project.objects.create(owner=self.alice, name="İstanbul")
+        for name in ["été", "ÉTÉ", " été ", "istanbul", "ISTANBUL"]:
+            with self.subTest(name=name):
+                response = self.client.post(reverse("projects:create"), {"name": name})
+                self.assertContains(response, "already have a project")
+        url = reverse("projects:rename", args=[self.project.pk])
+        response = self.client.post(url, {"name": "ÉTÉ", "description": ""})
+        self.assertContains(response, "already have a project")
+        self.project.refresh_from_db()
+        self.assertEqual(self.project.name, "Insects")
+        self.assertEqual(Project.objects.filter(owner=self.alice).count(), 3)
+
+    def test_it_allows_the_same_non_ascii_name_to_another_user(self):
+        Project.objects.create(owner=self.bob, name="Été")
+        self.client.post(reverse("projects:create"), {"name": "été"})
+        project = Project.objects.get(owner=self.alice, name="été")
+        self.assertEqual(project.name_key, "été")
+
     def test_it_renames_a_project(self):
         url = reverse("projects:rename", args=[self.project.pk])
         self.client.post(url, {"name": "Bugs", "description": ""})

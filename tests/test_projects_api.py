@@ -66,6 +66,15 @@ class ProjectApiTests(ApiTestCase):
             response.json(), {"name": ["You already have a project with this name."]}
         )
 
+    def test_it_refuses_a_duplicate_non_ascii_name_ignoring_case(self):
+        Project.objects.create(owner=self.alice, name="Été")
+        response = self.api.post("/api/projects/", {"name": "ÉTÉ"})
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(
+            response.json(), {"name": ["You already have a project with this name."]}
+        )
+        self.assertEqual(Project.objects.filter(owner=self.alice).count(), 2)
+
     def test_it_renames_a_project(self):
         url = f"/api/projects/{self.project.pk}/"
         response = self.api.patch(url, {"name": "Bugs"}, format="json")
@@ -234,6 +243,25 @@ class ImageApiTests(ApiTestCase):
             report["results"][2]["message"], "This is not an image: it is a text file."
         )
         self.assertEqual(self.project.images.filter(label__name="ants").count(), 3)
+
+    def test_it_filters_by_a_non_ascii_label_name_in_any_case(self):
+        self.add("ete_1.png", (4, 0, 0), "Été")
+        self.assertEqual(self.names({"label": "ÉTÉ"}), ["ete_1.png"])
+
+    def test_it_refuses_an_upload_label_that_breaks_the_label_rule(self):
+        photo = real_photos("ants", 1)[0]
+        for label in ["../../bees", "x" * 33]:
+            with self.subTest(label=label):
+                upload = SimpleUploadedFile(photo.name, photo.read_bytes())
+                response = self.api.post(
+                    f"{self.base}upload/",
+                    {"files": [upload], "label": label},
+                    format="multipart",
+                )
+                self.assertEqual(response.status_code, 400)
+                self.assertIn("A label name", response.json()["label"][0])
+        self.assertEqual(self.project.images.count(), 3)
+        self.assertEqual(self.project.labels.count(), 2)
 
     def test_it_refuses_an_upload_without_files(self):
         response = self.api.post(f"{self.base}upload/", {}, format="multipart")

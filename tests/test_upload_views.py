@@ -159,6 +159,27 @@ class UploadPageTests(BaseTestCase):
         self.assertIn("at most 32 characters", response.json()["error"])
         self.assertFalse(Image.objects.exists())
 
+    def test_it_refuses_a_label_that_breaks_the_label_rule(self):
+        response = self.client.post(
+            self.url, {"files": [upload(self.ants[0])], "label": "../../bees"}, **JSON
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn(
+            "A label name cannot contain “/” (“../../bees”)", response.json()["error"]
+        )
+        self.assertFalse(Image.objects.exists())
+        self.assertFalse(self.project.labels.exists())
+
+    def test_it_cleans_whitespace_inside_the_label_of_an_upload(self):
+        response = self.client.post(
+            self.url,
+            {"files": [upload(self.ants[0])], "label": " big \t ants "},
+            **JSON,
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["results"][0]["label"], "big ants")
+        self.assertEqual(Image.objects.get().label.name, "big ants")
+
     @override_settings(UPLOAD_MAX_FILES=2, DATA_UPLOAD_MAX_NUMBER_FILES=2)
     def test_it_refuses_too_many_files_in_one_request_clearly(self):
         files = [upload(photo) for photo in self.ants]

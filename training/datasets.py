@@ -116,22 +116,36 @@ def train_count_for(n: int, ratio: float) -> int:
 
 
 def split_by_label(
-    images_by_label: dict[str, list[Image]], ratio: float, seed: int
+    images_by_label: dict[str, list[Image]],
+    ratio: float,
+    seed: int,
+    kept_usages: dict[str, str] | None = None,
 ) -> dict[str, tuple[list[Image], list[Image]]]:
     """Shuffle each label's images with one seeded generator and cut them.
 
     The labels are visited in name order and each list must already be in
     image id order, so the same seed always gives the same split.
+
+    `kept_usages` ({sha256: usage}) pins those images to their side; only the
+    others are shuffled, and as many of them go to training as bring the
+    label's whole training share closest to the ratio.
     """
+    kept_usages = kept_usages or {}
     rng = random.Random(seed)
     split = {}
     for label in sorted(images_by_label):
-        members = list(images_by_label[label])
-        rng.shuffle(members)
-        count = train_count_for(len(members), ratio)
+        members = images_by_label[label]
+        fresh = [image for image in members if image.sha256 not in kept_usages]
+        kept = [image for image in members if image.sha256 in kept_usages]
+        kept_train = [image for image in kept if kept_usages[image.sha256] == TRAIN]
+        kept_eval = [image for image in kept if kept_usages[image.sha256] != TRAIN]
+
+        rng.shuffle(fresh)
+        wanted = train_count_for(len(members), ratio) - len(kept_train)
+        count = min(max(wanted, 0), len(fresh))
         # Each side back in image order, so items list predictably.
-        train = sorted(members[:count], key=lambda image: image.pk)
-        evaluation = sorted(members[count:], key=lambda image: image.pk)
+        train = sorted(kept_train + fresh[:count], key=lambda image: image.pk)
+        evaluation = sorted(kept_eval + fresh[count:], key=lambda image: image.pk)
         split[label] = (train, evaluation)
     return split
 
@@ -143,8 +157,17 @@ def publish_dataset_version(
     train_ratio: float = DEFAULT_TRAIN_RATIO,
     user=None,
     seed: int | None = None,
+    keep_split_of: DatasetVersion | None = None,
 ) -> DatasetVersion:
     """Freeze the project's labeled images into a new dataset version.
+
+    With `keep_split_of`, images (by content) that were in that version keep
+    their usage, so a model trained on it never finds its training images
+    among the new version's validation images; only images new since then
+    are split.
+
+    The labels without images are left out; the returned version lists them
+    in its `left_out_labels` attribute (not stored) for the publish message.
 
     Raises ValidationError (a message a person understands) for a bad or taken
     name, a ratio outside 0..1 or a project without labeled images. Nothing is
@@ -154,6 +177,8 @@ def publish_dataset_version(
     seed = _clean_seed(seed)
     if name is not None:
         name = validate_dataset_version_name(project, name)
+    if keep_split_of is not None and keep_split_of.project_id != project.pk:
+        raise ValidationError("That dataset version belongs to another project.")
 
     with transaction.atomic():
         images = list(
@@ -171,7 +196,10 @@ def publish_dataset_version(
         by_label = defaultdict(list)
         for image in images:
             by_label[image.label.name].append(image)
-        split = split_by_label(by_label, ratio, seed)
+        kept_usages = None
+        if keep_split_of is not None:
+            kept_usages = dict(keep_split_of.items.values_list("sha256", "usage"))
+        split = split_by_label(by_label, ratio, seed, kept_usages)
 
         version = _create_version(
             project, name=name, train_ratio=ratio, seed=seed, user=user
@@ -181,16 +209,33 @@ def publish_dataset_version(
             for usage, members in ((TRAIN, train), (EVAL, evaluation)):
                 items += [_item_for(version, image, label, usage) for image in members]
         _save_items(version, items)
+        version.left_out_labels = sorted(
+            set(project.labels.values_list("name", flat=True)) - set(by_label),
+            key=str.lower,
+        )
 
     logger.info(
-        "Published dataset version %s of project %s: %s images, ratio %s, seed %s",
+        "Published dataset version %s of project %s: %s images, ratio %s, seed %s, "
+        "split kept from %s",
         version.name,
         project.pk,
         version.image_count,
         ratio,
         seed,
+        keep_split_of.name if keep_split_of else "none",
     )
     return version
+
+
+def left_out_message(version: DatasetVersion) -> str:
+    """A sentence naming the labels publishing left out, or "" when none."""
+    names = getattr(version, "left_out_labels", [])
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} has no images and was left out."
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return f"{listed} have no images and were left out."
 
 
 def _create_version(

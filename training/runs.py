@@ -173,6 +173,45 @@ def _check_incremental(project: Project, source: TrainingRun) -> None:
         )
 
 
+def _check_validation_unseen(
+    dataset_version: DatasetVersion, source: TrainingRun
+) -> None:
+    """Refuse validation images that the source's classifier trained on.
+
+    An incremental run starts from the source's classifier, so such images
+    would make the new version's figures look better than they are.
+    """
+    if source.dataset_version_id == dataset_version.pk:
+        return
+
+    source_version = source.dataset_version
+    trained_on = source_version.items.filter(
+        usage=DatasetVersionItem.Usage.TRAIN
+    ).values("sha256")
+    overlap = dataset_version.items.filter(
+        usage=DatasetVersionItem.Usage.EVAL, sha256__in=trained_on
+    ).count()
+    if not overlap:
+        return
+
+    name, source_name = dataset_version.name, source_version.name
+    if overlap == 1:
+        found = f"1 validation image of dataset version {name} was a training image"
+    else:
+        found = (
+            f"{overlap} validation images of dataset version {name} were training "
+            "images"
+        )
+    raise ValidationError(
+        {
+            "incremental_from": f"{found} of {source_name}, which {source.version} "
+            "learned from, so the figures of this training would be too optimistic. "
+            f"Publish a new dataset version (it keeps the split of {source_name}) or "
+            "train without incremental training."
+        }
+    )
+
+
 def start_training(
     project: Project,
     *,
@@ -209,8 +248,20 @@ def start_training(
 
     with transaction.atomic():
         if dataset_version is None:
-            dataset_version = _publish(project, dataset_version_name, train_ratio, user)
+            # An incremental run's classifier has seen its source's training
+            # images, so they must not become validation images now.
+            dataset_version = _publish(
+                project,
+                dataset_version_name,
+                train_ratio,
+                user,
+                keep_split_of=incremental_from.dataset_version
+                if incremental_from
+                else None,
+            )
         _check_dataset_version(project, dataset_version)
+        if incremental_from is not None:
+            _check_validation_unseen(dataset_version, incremental_from)
         run = _create_run(
             project,
             created_by=user if user is not None and user.is_authenticated else None,
@@ -237,7 +288,7 @@ def start_training(
     return run
 
 
-def _publish(project, name, train_ratio, user) -> DatasetVersion:
+def _publish(project, name, train_ratio, user, keep_split_of) -> DatasetVersion:
     """Publish from the current labels, naming errors after our parameters."""
     try:
         return publish_dataset_version(
@@ -245,6 +296,7 @@ def _publish(project, name, train_ratio, user) -> DatasetVersion:
             name=(name or "").strip() or None,
             train_ratio=train_ratio,
             user=user,
+            keep_split_of=keep_split_of,
         )
     except ValidationError as exc:
         if not hasattr(exc, "error_dict"):

@@ -52,6 +52,16 @@ class PreprocessSpec:
         }
 
 
+def crop_box(
+    width: int, height: int, spec: PreprocessSpec
+) -> tuple[float, float, float, float]:
+    """The central square the network looks at, as (left, top, right, bottom)."""
+    side = min(width, height) * spec.crop_fraction
+    left = (width - side) / 2
+    top = (height - side) / 2
+    return left, top, left + side, top + side
+
+
 def prepare(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """Any RGB photo -> the square, resized image the network takes."""
     if image.mode != "RGB":
@@ -64,14 +74,10 @@ def prepare(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     if factor > 1:
         image = image.reduce(factor)
 
-    width, height = image.size
-    side = min(width, height) * spec.crop_fraction
-    left = (width - side) / 2
-    top = (height - side) / 2
     return image.resize(
         (spec.image_size, spec.image_size),
         Image.Resampling.BICUBIC,
-        box=(left, top, left + side, top + side),
+        box=crop_box(*image.size, spec),
     )
 
 

@@ -24,7 +24,8 @@ from training.models import Service, TrainingRun
 
 logger = logging.getLogger(__name__)
 
-PREVIEW_SIZE = 512
+# The test page shows the model's square crop at most this many pixels wide.
+PREVIEW_SIZE = 384
 
 
 class AutoStopForm(forms.Form):
@@ -272,10 +273,15 @@ def service_delete(request, project_id, service_id):
     return redirect("training:services", project_id)
 
 
-def _preview_data_url(image) -> str:
-    """A small JPEG of the image as the model sees it (orientation applied)."""
-    preview = image.copy()
-    preview.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+def _preview_data_url(image, spec) -> str:
+    """A JPEG of the central square the model looks at (orientation applied)."""
+    from PIL import Image
+
+    from training.ml.preprocess import crop_box
+
+    box = crop_box(image.width, image.height, spec)
+    side = max(1, min(PREVIEW_SIZE, round(box[2] - box[0])))
+    preview = image.resize((side, side), Image.Resampling.BICUBIC, box=box)
     buffer = io.BytesIO()
     preview.save(buffer, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -319,7 +325,9 @@ def service_try(request, project_id, service_id):
             "all_scores": [
                 [label, serving.round_down(p)] for label, p in result.scores
             ],
-            "preview": _preview_data_url(result.image),
+            "preview": _preview_data_url(
+                result.image, serving.get_predictor(service).spec
+            ),
             "width": result.width,
             "height": result.height,
             "notes": result.notes,
@@ -360,10 +368,12 @@ def service_batch_test(request, project_id, service_id):
                 metrics["labels"], metrics["confusion_matrix"], strict=True
             )
         ]
-    status = 400 if "batch_error" in ctx else 200
     if request.htmx:
-        return render(request, "training/service_batch_result.html", ctx, status=status)
+        # htmx leaves a 4xx answer unswapped and logs an error, so the panel
+        # would never show the message: it comes with a 200 here.
+        return render(request, "training/service_batch_result.html", ctx)
 
+    status = 400 if "batch_error" in ctx else 200
     if unavailable:
         # The batch panel, where errors show, is hidden on such a service.
         messages.error(request, ctx["batch_error"])
