@@ -17,6 +17,7 @@ urlpatterns = [
     path("", project_views.home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("accounts/signup/", project_views.signup, name="signup"),
+    path("accounts/token/", project_views.api_token, name="api_token"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("projects/", include("projects.urls")),
     path("projects/<int:project_id>/", include("labeling.urls")),

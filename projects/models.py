@@ -97,6 +97,7 @@ class Project(_KeepsNameKey, models.Model):
         counts = self.label_counts()
         enough = {name: n for name, n in counts.items() if n >= MIN_IMAGES_PER_LABEL}
         missing = []
+        named_missing = set()
 
         if len(enough) < MIN_LABELS_TO_TRAIN:
             short = sorted(
@@ -105,6 +106,7 @@ class Project(_KeepsNameKey, models.Model):
             )
             labels_needed = MIN_LABELS_TO_TRAIN - len(enough)
             for name, n in short[:labels_needed]:
+                named_missing.add(name)
                 more = MIN_IMAGES_PER_LABEL - n
                 noun = "image" if more == 1 else "images"
                 missing.append(f"{name} needs {more} more {noun}")
@@ -117,6 +119,13 @@ class Project(_KeepsNameKey, models.Model):
                 )
 
         warnings = []
+        # Publishing skips labels without images; say so rather than drop them
+        # silently (unless the reasons above already ask for their images).
+        for name in sorted(counts, key=str.lower):
+            if counts[name] == 0 and name not in named_missing:
+                warnings.append(
+                    f"{name} has no images and will be left out of training."
+                )
         used = [n for n in counts.values() if n > 0]
         if len(used) >= 2 and max(used) > IMBALANCE_RATIO * min(used):
             biggest = max(counts, key=counts.get)

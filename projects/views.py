@@ -3,8 +3,11 @@ import logging
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
 
 from projects.access import get_project_for_user, projects_for_user
 from projects.deletion import delete_project
@@ -30,6 +33,42 @@ def signup(request):
         logger.info("New account %s", user.username)
         return redirect("projects:list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def api_token(request):
+    """The user's API token, made on the first visit; POST replaces it."""
+    from training.models import Service
+
+    if request.method == "POST":
+        with transaction.atomic():
+            Token.objects.filter(user=request.user).delete()
+            Token.objects.create(user=request.user)
+        logger.info("New API token for %s", request.user.username)
+        messages.success(request, "New API token made: the old one no longer works.")
+        return redirect("api_token")
+
+    token, _ = Token.objects.get_or_create(user=request.user)
+    # A running service makes the example one that works as it is pasted.
+    service = (
+        Service.objects.filter(
+            project__in=projects_for_user(request.user),
+            status=Service.Status.RUNNING,
+        )
+        .select_related("project", "training_run")
+        .order_by("-pk")
+        .first()
+    )
+    if service:
+        path = reverse("api-service-predict", args=[service.pk])
+    else:
+        path = reverse("api-service-predict", args=[0]).replace("/0/", "/SERVICE_ID/")
+    ctx = {
+        "token": token,
+        "service": service,
+        "predict_url": request.build_absolute_uri(path),
+    }
+    return render(request, "projects/api_token.html", ctx)
 
 
 @login_required

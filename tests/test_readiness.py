@@ -91,6 +91,45 @@ class ReadinessTests(BaseTestCase):
             self.project.readiness().missing, ["wasps needs 2 more images"]
         )
 
+    def test_it_warns_that_a_label_without_images_is_left_out(self):
+        Label.objects.create(project=self.project, name="wasps")
+        make_images(self.project, 5, label=self.ants)
+        make_images(self.project, 5, label=self.bees)
+
+        readiness = self.project.readiness()
+
+        self.assertTrue(readiness.ready)
+        self.assertEqual(
+            readiness.warnings,
+            ["wasps has no images and will be left out of training."],
+        )
+        page = self.client.get(reverse("labeling:label", args=[self.project.pk]))
+        self.assertContains(page, "Ready to train")
+        self.assertContains(
+            page, "wasps has no images and will be left out of training."
+        )
+
+    def test_it_counts_a_label_with_only_trashed_images_as_empty(self):
+        wasps = Label.objects.create(project=self.project, name="Wasps")
+        hornets = Label.objects.create(project=self.project, name="hornets")
+        make_images(self.project, 5, label=self.ants)
+        make_images(self.project, 5, label=self.bees)
+        make_images(self.project, 2, label=wasps, trashed_at="2024-01-01T00:00Z")
+
+        self.assertEqual(
+            self.project.readiness().warnings,
+            [
+                f"{hornets.name} has no images and will be left out of training.",
+                "Wasps has no images and will be left out of training.",
+            ],
+        )
+
+    def test_it_asks_for_images_rather_than_warning_when_a_label_is_needed(self):
+        make_images(self.project, 5, label=self.ants)
+        readiness = self.project.readiness()
+        self.assertEqual(readiness.missing, ["bees needs 5 more images"])
+        self.assertEqual(readiness.warnings, [])
+
     def test_it_shows_the_same_answer_on_the_labeling_page_and_the_api(self):
         make_images(self.project, 5, label=self.ants)
         make_images(self.project, 2, label=self.bees)

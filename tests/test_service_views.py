@@ -11,12 +11,18 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from tests.base import BaseTestCase, real_photos
 from tests.trained import TrainedModelTestCase, make_run
 from training import deployment, serving
+from training.ml.preprocess import crop_box
 from training.models import Service
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    """How far apart two same-sized photos are, 0 to 255 per channel."""
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
 
 
 def zip_of(entries: dict[str, bytes]) -> SimpleUploadedFile:
@@ -248,11 +254,35 @@ class ServiceTestPageTests(TrainedModelTestCase):
         self.assertEqual(len(answer["all_scores"]), 2)
         self.assertEqual((answer["width"], answer["height"]), (width, height))
         self.assertIn("turned upright using its EXIF orientation", answer["notes"])
-        preview_data = answer["preview"].removeprefix("data:image/jpeg;base64,")
-        preview = Image.open(io.BytesIO(base64.b64decode(preview_data)))
-        self.assertEqual(preview.width > preview.height, width > height)
         self.service.refresh_from_db()
         self.assertEqual(self.service.prediction_count, 1)
+
+    def test_the_preview_is_the_central_square_the_model_sees(self):
+        photo = Image.open(real_photos("bees", 1, split="val")[0]).convert("RGB")
+        data = io.BytesIO()
+        photo.save(data, "JPEG", quality=95)
+        self.assertNotEqual(photo.width, photo.height)
+
+        response = self.client.post(
+            self.url("service_try", self.service.pk),
+            {"images": SimpleUploadedFile("bee.jpg", data.getvalue())},
+        )
+        self.assertEqual(response.status_code, 200, response.content)
+        preview_data = response.json()["preview"].removeprefix(
+            "data:image/jpeg;base64,"
+        )
+        preview = Image.open(io.BytesIO(base64.b64decode(preview_data)))
+
+        spec = serving.get_predictor(self.service).spec
+        box = crop_box(photo.width, photo.height, spec)
+        self.assertEqual(preview.width, preview.height)
+        self.assertEqual(preview.width, round(box[2] - box[0]))
+        size = preview.size
+        crop = photo.resize(size, Image.Resampling.BICUBIC, box=box)
+        whole = photo.resize(size, Image.Resampling.BICUBIC)
+        print("DIFF", mean_difference(preview, crop), mean_difference(preview, whole))
+        self.assertLess(mean_difference(preview, crop), 4)
+        self.assertGreater(mean_difference(preview, whole), 10)
 
     def test_the_test_page_explains_a_bad_file(self):
         response = self.client.post(
@@ -296,10 +326,21 @@ class ServiceTestPageTests(TrainedModelTestCase):
         response = self.client.post(
             self.url("service_batch_test", self.service.pk),
             {"archive": SimpleUploadedFile("a.zip", b"plain text")},
+        )
+        self.assertContains(response, "not a zip archive", status_code=400)
+
+    def test_the_batch_test_shows_its_error_in_the_panel_with_htmx(self):
+        # htmx swaps in only a 2xx answer: a 400 would leave the panel blank.
+        response = self.client.post(
+            self.url("service_batch_test", self.service.pk),
+            {"archive": SimpleUploadedFile("a.zip", b"plain text")},
             HTTP_HX_REQUEST="true",
         )
-        self.assertEqual(response.status_code, 400)
-        self.assertContains(response, "not a zip archive", status_code=400)
+        self.assertEqual(response.status_code, 200)
+        self.assertTemplateUsed(response, "training/service_batch_result.html")
+        self.assertTemplateNotUsed(response, "training/service_detail.html")
+        self.assertContains(response, 'id="batch-error"')
+        self.assertContains(response, "not a zip archive")
 
     def test_the_batch_test_needs_a_running_service(self):
         deployment.stop(self.service)

@@ -2,16 +2,18 @@ from datetime import timedelta
 from unittest import mock
 
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.conf import Conf
 
 from projects import storage
-from projects.models import Project
+from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
 from tests.trained import make_run
 from tests.training_fixtures import import_photos
-from training.datasets import publish_dataset_version
+from training.datasets import current_dataset_version, publish_dataset_version
 from training.models import DatasetVersion, Service, TrainingRun
 from training.runs import start_training
 
@@ -150,6 +152,119 @@ class TrainPageTests(BaseTestCase):
         self._ready()
         response = self.client.get(self.url)
         self.assertContains(response, "js/train_form.js")
+
+    def test_it_proposes_the_latest_dataset_version_when_it_has_the_labels(self):
+        self._ready()
+        publish_dataset_version(self.project, seed=1)
+        latest = publish_dataset_version(self.project, seed=2)
+
+        response = self.client.get(self.url)
+
+        form = response.context["form"]
+        self.assertEqual(form["dataset_version"].value(), latest.pk)
+        self.assertContains(response, f'<option value="{latest.pk}" selected>V002:')
+        # The new version's fields start switched off, as the script keeps them.
+        self.assertContains(response, 'name="dataset_version_name" value="V003"')
+        self.assertIn("disabled", str(form["dataset_version_name"]))
+        self.assertIn("disabled", str(form["train_ratio"]))
+
+    def test_it_trains_on_the_proposed_version_as_the_page_comes(self):
+        self._ready()
+        version = publish_dataset_version(self.project, seed=1)
+        form = self.client.get(self.url).context["form"]
+        # What a browser sends: every enabled field with its initial value.
+        data = {
+            name: "" if form[name].value() is None else form[name].value()
+            for name, field in form.fields.items()
+            if "disabled" not in field.widget.attrs
+        }
+        self.assertEqual(data["dataset_version"], version.pk)
+
+        with queued_only():
+            self.client.post(self.url, data)
+
+        run = TrainingRun.objects.get()
+        self.assertEqual(run.dataset_version, version)
+        self.assertEqual(DatasetVersion.objects.count(), 1)
+
+    def test_it_proposes_a_new_version_once_the_labels_changed(self):
+        self._ready()
+        ants = Label.objects.get(project=self.project, name="ants")
+        bees = Label.objects.get(project=self.project, name="bees")
+        images = Image.objects.filter(project=self.project).order_by("id")
+
+        def rename():
+            bees.name = "honeybees"
+            bees.save()
+
+        def relabel():
+            images.filter(pk=images.filter(label=bees).first().pk).update(label=ants)
+
+        def trash():
+            images.filter(pk=images.first().pk).update(trashed_at=timezone.now())
+
+        changes = {
+            "an image added": lambda: import_photos(self.project, "ants", 1, skip=6),
+            "a label renamed": rename,
+            "an image relabeled": relabel,
+            "an image trashed": trash,
+        }
+        for what, change in changes.items():
+            publish_dataset_version(self.project)
+            change()
+            with self.subTest(what):
+                form = self.client.get(self.url).context["form"]
+                self.assertIsNone(form["dataset_version"].value())
+                self.assertNotIn("disabled", str(form["dataset_version_name"]))
+                self.assertNotIn("disabled", str(form["train_ratio"]))
+
+    def test_it_does_not_propose_a_version_with_one_label_to_train_on(self):
+        self._ready()
+        publish_dataset_version(self.project, train_ratio=0)
+        response = self.client.get(self.url)
+        self.assertIsNone(response.context["form"]["dataset_version"].value())
+
+    def test_it_compares_the_labels_in_the_same_number_of_queries(self):
+        self._ready()
+        publish_dataset_version(self.project, seed=1)
+        with CaptureQueriesContext(connection) as few:
+            current_dataset_version(self.project)
+        import_photos(self.project, "ants", 10, skip=6)
+        import_photos(self.project, "bees", 10, skip=6)
+        latest = publish_dataset_version(self.project, seed=1)
+
+        with CaptureQueriesContext(connection) as many:
+            self.assertEqual(current_dataset_version(self.project), latest)
+        self.assertEqual(len(many), len(few))
+
+    def test_it_says_what_incremental_training_keeps(self):
+        self._ready()
+        response = self.client.get(self.url)
+        self.assertContains(
+            response,
+            "Continues with the source version&#x27;s network; the preference only "
+            "sets the training schedule.",
+        )
+
+    def test_it_refuses_incremental_training_validated_on_its_sources_images(self):
+        self._ready()
+        first = publish_dataset_version(self.project, train_ratio=0.5, seed=1)
+        second = publish_dataset_version(self.project, train_ratio=0.5, seed=2)
+        source = make_run(self.project)
+        TrainingRun.objects.filter(pk=source.pk).update(dataset_version=second)
+        data = {**VALID, "dataset_version": first.pk, "incremental_from": source.pk}
+        del data["dataset_version_name"], data["train_ratio"]
+
+        response = self.client.post(self.url, data)
+
+        self.assertEqual(response.status_code, 200)
+        [error] = response.context["form"].errors["incremental_from"]
+        self.assertRegex(
+            error,
+            r"^\d+ validation images of dataset version V001 were training images of "
+            r"V002, which training version V001 learned from",
+        )
+        self.assertEqual(TrainingRun.objects.count(), 1)
 
     def test_it_enforces_every_fields_range(self):
         self._ready()

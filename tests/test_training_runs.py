@@ -215,6 +215,121 @@ class StartTrainingTests(BaseTestCase):
         self.assertTrue(storage.media_path(source.model_file).is_file())
 
 
+class IncrementalSplitTests(BaseTestCase):
+    """An incremental run never validates on images its source trained on."""
+
+    def setUp(self):
+        super().setUp()
+        import_photos(self.project, "ants", 6)
+        import_photos(self.project, "bees", 6)
+        self.first_data = publish_dataset_version(self.project, train_ratio=0.5, seed=1)
+        self.second_data = publish_dataset_version(
+            self.project, train_ratio=0.5, seed=2
+        )
+        # Training version V001, trained on dataset version V002; its model
+        # file is never read here, as nothing is trained.
+        with queued_only():
+            self.source = start_training(
+                self.project, user=self.alice, dataset_version=self.second_data
+            )
+        TrainingRun.objects.filter(pk=self.source.pk).update(
+            status=TrainingRun.Status.SUCCEEDED,
+            model_file=storage.model_name_for(self.project.pk, self.source.pk),
+        )
+        self.source.refresh_from_db()
+
+    def usages(self, version) -> dict[str, str]:
+        return dict(version.items.values_list("sha256", "usage"))
+
+    def test_it_publishes_with_the_split_of_the_sources_dataset_version(self):
+        import_photos(self.project, "ants", 4, skip=6)
+        import_photos(self.project, "bees", 4, skip=6)
+
+        with queued_only():
+            run = start_training(
+                self.project,
+                user=self.alice,
+                train_ratio=0.5,
+                incremental_from=self.source,
+            )
+
+        published = run.dataset_version
+        self.assertEqual(published.name, "V003")
+        self.assertEqual(published.image_count, 20)
+        old, new = self.usages(self.second_data), self.usages(published)
+        self.assertEqual({sha: new[sha] for sha in old}, old)
+        self.assertEqual(
+            published.label_counts,
+            {"ants": {"train": 5, "eval": 5}, "bees": {"train": 5, "eval": 5}},
+        )
+
+    def test_it_refuses_a_dataset_version_whose_validation_images_were_trained_on(
+        self,
+    ):
+        trained_on = {
+            sha
+            for sha, usage in self.usages(self.second_data).items()
+            if usage == "TRAIN"
+        }
+        overlap = sum(
+            1
+            for sha, usage in self.usages(self.first_data).items()
+            if usage == "EVAL" and sha in trained_on
+        )
+        self.assertGreater(overlap, 1)
+
+        with self.assertRaises(ValidationError) as caught:
+            start_training(
+                self.project,
+                user=self.alice,
+                dataset_version=self.first_data,
+                incremental_from=self.source,
+            )
+
+        self.assertEqual(
+            caught.exception.message_dict["incremental_from"],
+            [
+                f"{overlap} validation images of dataset version V001 were training "
+                "images of V002, which training version V001 learned from, so the "
+                "figures of this training would be too optimistic. Publish a new "
+                "dataset version (it keeps the split of V002) or train without "
+                "incremental training."
+            ],
+        )
+        self.assertEqual(self.project.training_runs.count(), 1)
+
+    def test_it_trains_incrementally_on_the_sources_own_dataset_version(self):
+        with queued_only():
+            run = start_training(
+                self.project,
+                user=self.alice,
+                dataset_version=self.second_data,
+                incremental_from=self.source,
+            )
+        self.assertEqual(run.dataset_version, self.second_data)
+
+    def test_it_trains_incrementally_on_a_version_that_kept_the_split(self):
+        import_photos(self.project, "ants", 2, skip=6)
+        kept = publish_dataset_version(
+            self.project, train_ratio=0.8, keep_split_of=self.second_data
+        )
+        with queued_only():
+            run = start_training(
+                self.project,
+                user=self.alice,
+                dataset_version=kept,
+                incremental_from=self.source,
+            )
+        self.assertEqual(run.dataset_version, kept)
+
+    def test_it_trains_without_incremental_training_on_any_version(self):
+        with queued_only():
+            run = start_training(
+                self.project, user=self.alice, dataset_version=self.first_data
+            )
+        self.assertEqual(run.dataset_version, self.first_data)
+
+
 class RunLifecycleTests(BaseTestCase):
     def setUp(self):
         super().setUp()

@@ -238,6 +238,26 @@ def left_out_message(version: DatasetVersion) -> str:
     return f"{listed} have no images and were left out."
 
 
+def current_dataset_version(project: Project) -> DatasetVersion | None:
+    """The latest dataset version if it holds exactly the current labeled images.
+
+    Compared by content and label name, so publishing again would only make
+    an identical copy.
+    """
+    latest = project.dataset_versions.order_by("-created_at", "-id").first()
+    if latest is None:
+        return None
+
+    published = set(latest.items.values_list("sha256", "label_name"))
+    labeled = set(
+        Image.objects.alive()
+        .labeled()
+        .filter(project=project)
+        .values_list("sha256", "label__name")
+    )
+    return latest if published == labeled else None
+
+
 def _create_version(
     project: Project, *, name: str | None, train_ratio: float, seed: int, user
 ) -> DatasetVersion:

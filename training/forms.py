@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from training.datasets import propose_dataset_version_name
+from training.datasets import current_dataset_version, propose_dataset_version_name
 from training.ml.recipes import RECIPES
 from training.models import (
     DEFAULT_TRAIN_RATIO,
@@ -63,8 +63,9 @@ class TrainForm(forms.Form):
         required=False,
         label="Incremental training from",
         empty_label="None: start from the pretrained network",
-        help_text="Start from a finished version's classifier; labels are matched "
-        "by name. It keeps that version's network.",
+        help_text="Starts from a finished version's classifier, matching labels by "
+        "name. Continues with the source version's network; the preference only "
+        "sets the training schedule.",
     )
     max_minutes = forms.IntegerField(
         label="Maximum training time (minutes)",
@@ -92,6 +93,22 @@ class TrainForm(forms.Form):
         self.fields["flavor"].choices = flavor_choices()
         if not self.is_bound:
             self.initial["dataset_version_name"] = propose_dataset_version_name(project)
+            self._choose_current_dataset_version()
+
+    def _choose_current_dataset_version(self) -> None:
+        """Propose the latest dataset version when publishing would copy it."""
+        version = current_dataset_version(self.project)
+        if version is None:
+            return
+        labels_to_train = [c for c in version.label_counts.values() if c["train"]]
+        if len(labels_to_train) < 2:
+            return
+
+        self.initial["dataset_version"] = version.pk
+        # Off until "publish a new version" is chosen (train_form.js), so the
+        # form is valid as it comes even without JavaScript.
+        for name in ("dataset_version_name", "train_ratio"):
+            self.fields[name].widget.attrs["disabled"] = True
 
     @property
     def recipes(self):

@@ -204,10 +204,10 @@ def _check_validation_unseen(
         )
     raise ValidationError(
         {
-            "incremental_from": f"{found} of {source_name}, which {source.version} "
-            "learned from, so the figures of this training would be too optimistic. "
-            f"Publish a new dataset version (it keeps the split of {source_name}) or "
-            "train without incremental training."
+            "incremental_from": f"{found} of {source_name}, which training version "
+            f"{source.version} learned from, so the figures of this training would "
+            "be too optimistic. Publish a new dataset version (it keeps the split of "
+            f"{source_name}) or train without incremental training."
         }
     )
 

@@ -123,7 +123,25 @@
       event.preventDefault();
     });
 
-    // A new page of tiles, or a re-rendered panel, starts with a fresh state.
+    // A filter or page change redraws the grid: the images still shown stay
+    // selected. After an assignment (a POST) the selection starts empty.
+    let keep = null;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      const target = event.detail.target;
+      if (!target || target.id !== "grid-area" || !event.detail.shouldSwap) return;
+      const config = event.detail.requestConfig;
+      const redraw = config && config.verb === "get" && allMatching().value !== "1";
+      keep = redraw ? boxes().filter((box) => box.checked).map((box) => box.value) : [];
+    });
+    document.body.addEventListener("htmx:afterSwap", function () {
+      if (keep === null) return;
+      boxes().forEach((box) => { if (keep.includes(box.value)) box.checked = true; });
+      keep = null;
+      lastIndex = null;
+      refresh();
+    });
+
+    // A re-rendered panel starts with the assign buttons in step.
     document.body.addEventListener("htmx:afterSettle", function () {
       if (!document.querySelector("#selection .tile-check:checked")) lastIndex = null;
       refresh();
@@ -178,6 +196,18 @@
       // A key whose button is not there (undo with nothing to undo) is skipped.
       while (pending.length && !run(pending.shift()));
     }
+    // The address names the image on show, so a reload or a shared link opens
+    // it, whichever key brought it up.
+    function showImageInAddress() {
+      const panel = document.getElementById("focus-panel");
+      const id = panel && panel.dataset.image;
+      if (!id) return;
+      const url = new URL(window.location.href);
+      if (url.searchParams.get("image") === id) return;
+      url.searchParams.set("image", id);
+      history.replaceState(history.state, "", url);
+    }
+    document.body.addEventListener("htmx:afterSwap", showImageInAddress);
     document.body.addEventListener("htmx:afterSettle", settled);
     document.body.addEventListener("htmx:afterRequest", function (event) {
       if (!event.detail.successful && !event.detail.xhr.getResponseHeader("HX-Retarget")) {

@@ -8,6 +8,7 @@
   const drop = document.getElementById("test-drop");
   const input = document.getElementById("test-file");
   const preview = document.getElementById("test-preview");
+  const figure = preview.closest("figure");
   const size = document.getElementById("test-size");
   const error = document.getElementById("test-error");
   const labelLine = document.getElementById("test-label");
@@ -23,9 +24,13 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
+  // Each test starts blank: an error must not sit under the previous photo.
   function clear() {
     error.hidden = true;
     labelLine.hidden = true;
+    figure.hidden = true;
+    preview.removeAttribute("src");
+    size.textContent = "";
     notes.replaceChildren();
     scores.replaceChildren();
   }
@@ -37,8 +42,8 @@
 
   function showAnswer(answer) {
     preview.src = answer.preview;
-    preview.closest("figure").hidden = false;
-    size.textContent = answer.width + " × " + answer.height + " pixels";
+    figure.hidden = false;
+    size.textContent = "Central square of " + answer.width + " × " + answer.height + " pixels";
     labelName.textContent = answer.predicted_label;
     latency.textContent = "in " + answer.latency_ms + " ms";
     labelLine.hidden = false;
@@ -131,6 +136,7 @@
     event.preventDefault();
     const files = event.dataTransfer.files;
     if (files.length > 1) {
+      clear();
       showError("Drop one photo at a time.");
       return;
     }

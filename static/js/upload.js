@@ -24,6 +24,8 @@
   const reportBody = document.querySelector("#upload-report tbody");
   const done = document.getElementById("upload-done");
   const notes = document.getElementById("upload-notes");
+  const hint = document.getElementById("upload-hint");
+  const earlier = document.getElementById("upload-earlier");
   const counts = { accepted: 0, duplicate: 0, rejected: 0 };
   let busy = false;
 
@@ -91,6 +93,32 @@
   function addAnswer(answer) {
     answer.results.forEach(addRow);
     answer.notes.forEach(addNote);
+  }
+
+  // Each upload gets a report of its own; the reports before it fold away
+  // under "Earlier uploads", newest first.
+  function newReport() {
+    hint.hidden = true;
+    if (reportBody.children.length || !notes.hidden) {
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = statusText.textContent + " " + countsText.textContent;
+      details.appendChild(summary);
+      [notes, reportBody.closest("table")].forEach(function (element) {
+        if (element.hidden) return;
+        const copy = element.cloneNode(true);
+        copy.removeAttribute("id");
+        details.appendChild(copy);
+      });
+      earlier.querySelector("h3").after(details);
+      earlier.hidden = false;
+    }
+    reportBody.replaceChildren();
+    notes.replaceChildren();
+    notes.hidden = true;
+    counts.accepted = counts.duplicate = counts.rejected = 0;
+    countsText.textContent = "";
+    done.hidden = true;
   }
 
   function rejectLocally(name, message) {
@@ -166,6 +194,7 @@
 
   async function uploadFiles(fileList) {
     if (busy || !fileList.length) return;
+    newReport();
     const files = [];
     fileList.forEach(function (file) {
       if (file.size > MAX_BYTES) {
@@ -177,6 +206,8 @@
     });
     if (!files.length) {
       panel.hidden = false;
+      statusText.textContent = "Nothing uploaded.";
+      setProgress(0);
       return;
     }
 
@@ -212,8 +243,11 @@
 
   async function uploadArchive(archive) {
     if (busy) return;
+    newReport();
     if (archive.size > MAX_ZIP_BYTES) {
       panel.hidden = false;
+      statusText.textContent = "Nothing uploaded.";
+      setProgress(0);
       rejectLocally(archive.name, "The archive is " + megabytes(archive.size) +
         "; archives over " + megabytes(MAX_ZIP_BYTES) + " are refused.");
       return;
@@ -300,8 +334,14 @@
     uploadFiles(Array.from(fileInput.files));
   });
 
+  // The button is hidden, but Enter in the label field still submits.
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    if (!fileInput.files.length) {
+      hint.textContent = "Choose or drop photos first.";
+      hint.hidden = false;
+      return;
+    }
     uploadFiles(Array.from(fileInput.files));
   });
 
