@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from projects import storage
-from projects.models import Project
+from projects.models import Label, Project
 from tests.base import BaseTestCase
 from tests.test_datasets import add_image, add_images, jpeg_bytes
 from training.datasets import publish_dataset_version
@@ -62,6 +62,29 @@ class PublishViewTests(BaseTestCase):
             version.label_counts,
             {"ants": {"train": 3, "eval": 2}, "bees": {"train": 3, "eval": 2}},
         )
+
+    def test_it_says_which_labels_it_left_out(self):
+        add_images(self.project, {"ants": 5, "bees": 5})
+        Label.objects.create(project=self.project, name="wasps")
+
+        page = self.client.get(self.url())
+        self.assertContains(
+            page, "wasps has no images and will be left out of training."
+        )
+
+        response = self.client.post(
+            self.url(), {"name": "V001", "train_ratio": "0.8"}, follow=True
+        )
+        self.assertContains(response, "Dataset version V001 published with 10 images.")
+        self.assertContains(response, "wasps has no images and was left out.")
+
+    def test_it_says_nothing_left_out_when_every_label_has_images(self):
+        add_images(self.project, {"ants": 5, "bees": 5})
+        response = self.client.post(
+            self.url(), {"name": "V001", "train_ratio": "0.8"}, follow=True
+        )
+        self.assertContains(response, "Dataset version V001 published with 10 images.")
+        self.assertNotContains(response, "left out")
 
     def test_it_shows_form_errors_and_publishes_nothing(self):
         add_images(self.project, {"ants": 2})

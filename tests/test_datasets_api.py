@@ -7,7 +7,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from projects.models import Project
+from projects.models import Label, Project
 from tests.base import BaseTestCase
 from tests.test_datasets import add_image, add_images
 from training.datasets import publish_dataset_version
@@ -37,6 +37,18 @@ class DatasetVersionApiTests(BaseTestCase):
             response.data["label_counts"],
             {"ants": {"train": 3, "eval": 2}, "bees": {"train": 3, "eval": 2}},
         )
+
+    def test_it_names_the_labels_left_out_for_lack_of_images(self):
+        add_images(self.project, {"ants": 5, "bees": 5})
+        Label.objects.create(project=self.project, name="wasps")
+
+        response = self.api.post(
+            self.url("api-dataset-versions"), {"train_ratio": 0.6}, format="json"
+        )
+
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(response.data["label_names"], ["ants", "bees"])
+        self.assertEqual(response.data["left_out_labels"], ["wasps"])
 
     def test_it_publishes_with_a_name_and_seed(self):
         add_images(self.project, {"ants": 6})

@@ -1,6 +1,7 @@
 import io
 import json
 import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -31,11 +32,10 @@ class ModelExportTests(TrainedModelTestCase):
         )
         return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
 
-    def test_it_packs_torchscript_the_description_and_an_example(self):
+    def test_it_packs_the_program_the_description_and_an_example(self):
         archive = self.download()
         self.assertEqual(
-            sorted(archive.namelist()),
-            ["model.json", "model.torchscript.pt", "predict.py"],
+            sorted(archive.namelist()), ["model.json", "model.pt2", "predict.py"]
         )
         description = json.loads(archive.read("model.json"))
         self.assertEqual(description["label_names"], ["ants", "bees"])
@@ -45,6 +45,22 @@ class ModelExportTests(TrainedModelTestCase):
         self.assertAlmostEqual(preprocessing["crop_fraction"], 224 / 256)
         self.assertEqual(preprocessing["resample"], "bicubic")
         self.assertEqual(preprocessing["normalisation"], "(pixel - 127) / 128")
+        self.assertRegex(description["exported_with"], r"^torch \d+\.\d+")
+
+    def test_it_packs_files_everyone_can_read(self):
+        archive = self.download()
+        modes = {
+            entry.filename: stat.filemode(entry.external_attr >> 16)
+            for entry in archive.infolist()
+        }
+        self.assertEqual(
+            modes,
+            {
+                "model.pt2": "-rw-r--r--",
+                "model.json": "-rw-r--r--",
+                "predict.py": "-rw-r--r--",
+            },
+        )
 
     def test_the_exported_model_agrees_with_the_studio(self):
         from training.ml.engine import load_predictor
@@ -61,6 +77,8 @@ class ModelExportTests(TrainedModelTestCase):
             timeout=300,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
+        # No deprecation or other warning on the way.
+        self.assertEqual(result.stderr, "")
         exported = [json.loads(line) for line in result.stdout.splitlines()]
 
         predictor = load_predictor(storage.media_path(self.training_run.model_file))

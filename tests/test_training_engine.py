@@ -241,14 +241,14 @@ class PredictorTests(BaseTestCase):
         self.assertEqual(from_bytes[0][0], from_image[0][0])
         self.assertAlmostEqual(from_bytes[0][1], from_image[0][1], delta=0.05)
 
-    def test_it_exports_torchscript_that_gives_the_same_probabilities(self):
+    def test_it_exports_a_program_that_gives_the_same_probabilities(self):
         out_dir = storage.media_path("export")
-        script_path, json_path = engine.export_torchscript(self.model_path, out_dir)
+        program_path, json_path = engine.export_program(self.model_path, out_dir)
 
         description = json.loads(json_path.read_text())
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(script_path))
+            warnings.simplefilter("error")
+            module = torch.export.load(program_path).module()
         predictor = engine.load_predictor(self.model_path)
         photo = PILImage.open(real_photos("ants", 1, split="val")[0])
         prepared = engine.preprocess.prepare(photo, predictor.spec)

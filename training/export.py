@@ -1,16 +1,18 @@
 """A training version's model, packed for use outside the studio.
 
-The zip holds a TorchScript file that runs with nothing but torch installed (the
-pretrained network's weights are inside), a JSON file naming the labels and the
-preprocessing, and `predict.py`, a small example of calling it. torch is
-imported only when an export is built.
+The zip holds a `torch.export` program that runs with nothing but torch
+installed (the pretrained network's weights are inside), a JSON file naming the
+labels and the preprocessing, and `predict.py`, a small example of calling it.
+torch is imported only when an export is built.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import stat
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from training.serving import damaged_model_message
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "model.torchscript.pt"
+MODEL_NAME = "model.pt2"
 DESCRIPTION_NAME = "model.json"
 EXAMPLE_NAME = "predict.py"
 
@@ -30,8 +32,9 @@ EXAMPLE = '''\
 
     python predict.py photo.jpg [photo2.png ...]
 
-Needs only torch and Pillow. Prepares each photo as the studio does before the
-model sees it: upright from its EXIF orientation, RGB, the central square,
+Needs only torch (the version model.json names under "exported_with" is sure
+to read the model) and Pillow. Prepares each photo as the studio does before
+the model sees it: upright from its EXIF orientation, RGB, the central square,
 resized with bicubic filtering. The model itself scales the pixels.
 """
 
@@ -44,7 +47,7 @@ import torch
 from PIL import Image, ImageOps
 
 HERE = Path(__file__).parent
-model = torch.jit.load(str(HERE / "model.torchscript.pt")).eval()
+model = torch.export.load(HERE / "model.pt2").module()
 info = json.loads((HERE / "model.json").read_text())
 labels = info["label_names"]
 prep = info["preprocessing"]
@@ -107,33 +110,45 @@ def download_name(run: TrainingRun) -> str:
     return f"{project or 'project'}-{run.version}-model.zip"
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A file that unpacks readable by everyone (rw-r--r--).
+
+    Left to themselves, zipfile writes text as rw------- and copies the
+    private mode of the temporary files.
+    """
+    entry = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    entry.external_attr = (stat.S_IFREG | 0o644) << 16
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    return entry
+
+
 def export_zip(run: TrainingRun):
     """An open temporary file holding the zip; it vanishes when closed."""
-    from training.ml.engine import export_torchscript
+    from training.ml.engine import export_program, load_checkpoint
 
     model_path = storage.media_path(run.model_file)
     if not run.model_file or not model_path.is_file():
         raise ExportFailed(f"The model file of {run.version} is missing.")
+    try:
+        load_checkpoint(model_path)
+    except Exception:
+        # Whatever torch raises for a damaged file means nothing to a user.
+        logger.exception("Could not read the model of run %s", run.pk)
+        raise ExportFailed(damaged_model_message(run.version))
 
     # Left open for the response to stream; closing it removes it.
     archive = tempfile.TemporaryFile(suffix=".zip")  # noqa: SIM115
     try:
         with tempfile.TemporaryDirectory(prefix="exeml-export-") as folder:
-            script_path, json_path = export_torchscript(model_path, Path(folder))
+            program_path, json_path = export_program(model_path, Path(folder))
             with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.write(script_path, MODEL_NAME)
-                zf.write(json_path, DESCRIPTION_NAME)
-                zf.writestr(EXAMPLE_NAME, EXAMPLE)
+                zf.writestr(_entry(MODEL_NAME), program_path.read_bytes())
+                zf.writestr(_entry(DESCRIPTION_NAME), json_path.read_bytes())
+                zf.writestr(_entry(EXAMPLE_NAME), EXAMPLE)
     except Exception as exc:
         archive.close()
         logger.exception("Could not export the model of run %s", run.pk)
-        if isinstance(exc, OSError):
-            # The temporary folder or file, not the model.
-            raise ExportFailed(
-                f"The model of {run.version} could not be exported: "
-                f"{exc.strerror or exc}."
-            )
-        raise ExportFailed(damaged_model_message(run.version))
+        raise ExportFailed(f"The model of {run.version} could not be exported: {exc}")
 
     archive.seek(0)
     logger.info("Exported the model of %s (run %s)", run.version, run.pk)

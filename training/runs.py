@@ -4,7 +4,9 @@
 `train` command: it checks the project's readiness (`Project.readiness()`),
 every parameter's range, publishes a dataset version from the current labels
 when none is chosen, names the run V001, V002, ... and queues the worker task.
-Nothing here imports torch.
+An incremental run never validates on images its source trained on: a version
+published for it keeps the source's split, and a chosen version that breaks
+this is refused. Nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -37,6 +37,20 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         return reverse("training:dataset_detail", args=[version.project_id, version.pk])
 
 
+class PublishedDatasetVersionSerializer(DatasetVersionSerializer):
+    """A version just published, with the labels it left out for lack of images."""
+
+    left_out_labels = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Labels that have no images, so the version leaves them out.",
+    )
+
+    class Meta(DatasetVersionSerializer.Meta):
+        fields = [*DatasetVersionSerializer.Meta.fields, "left_out_labels"]
+        read_only_fields = fields
+
+
 class DatasetVersionItemSerializer(serializers.ModelSerializer):
     thumbnail_url = serializers.SerializerMethodField()
     file_url = serializers.SerializerMethodField()

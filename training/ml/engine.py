@@ -31,7 +31,6 @@ import logging
 import random
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -803,8 +802,11 @@ def load_predictor(model_path: Path, device: str = "cpu") -> Predictor:
     return Predictor(load_checkpoint(model_path), device)
 
 
+_EXPORT_LOCK = threading.Lock()
+
+
 class _Exported(nn.Module):
-    """Pixels 0..255 (N, 3, S, S) -> probabilities, in one TorchScript module."""
+    """Pixels 0..255 (N, 3, S, S) -> probabilities, in one exportable module."""
 
     def __init__(self, network: nn.Module, head: Head, flip: bool):
         super().__init__()
@@ -820,12 +822,13 @@ class _Exported(nn.Module):
         return p
 
 
-def export_torchscript(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """Write a self-contained TorchScript model and a JSON file describing it.
+def export_program(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Write a self-contained `torch.export` program and a JSON file describing it.
 
-    The TorchScript file holds the backbone's weights too, so it runs without
-    ExeML or the weight packages: give it RGB pixel values 0..255 in a float
-    tensor (N, 3, S, S), prepared as the JSON file's "preprocessing" says.
+    The program holds the backbone's weights too, so it runs without ExeML or
+    the weight packages (`torch.export.load(path).module()`): give it RGB pixel
+    values 0..255 in a float tensor (N, 3, S, S), prepared as the JSON file's
+    "preprocessing" says.
     """
     checkpoint = load_checkpoint(model_path)
     network = load_backbone(checkpoint["backbone"], "cpu")
@@ -833,22 +836,24 @@ def export_torchscript(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
     module = _Exported(network, _head_from(checkpoint), bool(checkpoint["flip"]))
     module.eval()
     size = checkpoint["preprocess"]["image_size"]
-    example = torch.full((1, 3, size, size), 127.0)
+    # Two photos: an example batch of one would fix the batch size at 1.
+    example = torch.full((2, 3, size, size), 127.0)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    script_path = out_dir / "model.torchscript.pt"
+    program_path = out_dir / "model.pt2"
     json_path = out_dir / "model.json"
-    # TorchScript is deprecated in favour of torch.export, but it is still the
-    # format that C++, Java and mobile runtimes load without Python.
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(module, example)
-        traced.save(str(script_path))
+    # torch.export replaces TorchScript, whose trace and load are deprecated.
+    # It changes process-wide settings while it traces: one export at a time.
+    batch = torch.export.Dim("batch", min=1)
+    with _EXPORT_LOCK:
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, program_path)
 
     spec = preprocess.PreprocessSpec(size)
     description = {
-        "format": "TorchScript image classifier",
+        "format": "torch.export program (image classifier)",
+        "exported_with": f"torch {torch.__version__.split('+')[0]}",
         "label_names": checkpoint["label_names"],
         "backbone": f"EfficientNet-{checkpoint['backbone'].title()} (ImageNet)",
         "recipe": checkpoint.get("recipe", ""),
@@ -869,4 +874,4 @@ def export_torchscript(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
         },
     }
     json_path.write_text(json.dumps(description, indent=2))
-    return script_path, json_path
+    return program_path, json_path

@@ -19,6 +19,7 @@ from training import manifest
 from training.datasets import (
     delete_dataset_version,
     export_class_folders,
+    left_out_message,
     propose_dataset_version_name,
     publish_dataset_version,
 )
@@ -84,6 +85,8 @@ def dataset_publish(request, project_id):
                 f"Dataset version {version.name} published with "
                 f"{version.image_count} images.",
             )
+            if left_out := left_out_message(version):
+                messages.warning(request, left_out)
             return redirect("training:dataset_detail", project.pk, version.pk)
 
     ctx = {

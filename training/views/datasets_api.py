@@ -23,6 +23,7 @@ from training.serializers_datasets import (
     DatasetVersionSerializer,
     ImportManifestSerializer,
     PublishDatasetVersionSerializer,
+    PublishedDatasetVersionSerializer,
 )
 from training.views.datasets import (
     class_folders_response,
@@ -65,7 +66,7 @@ def _drf_error(exc: ValidationError) -> serializers.ValidationError:
 @extend_schema(
     methods=["POST"],
     request=PublishDatasetVersionSerializer,
-    responses={201: DatasetVersionSerializer},
+    responses={201: PublishedDatasetVersionSerializer},
     summary="Publish a dataset version from the labeled images",
 )
 @api_view(["GET", "POST"])
@@ -89,7 +90,8 @@ def dataset_version_list(request, project_id):
     except ValidationError as exc:
         raise _drf_error(exc)
     return Response(
-        DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED
+        PublishedDatasetVersionSerializer(version).data,
+        status=status.HTTP_201_CREATED,
     )
 
 

@@ -383,7 +383,7 @@ def service_batch_test(request, project_id, service_id):
 @login_required
 @require_GET
 def model_export(request, project_id, run_id):
-    """Download a training version's model as TorchScript plus a JSON file."""
+    """Download a training version's model as a torch.export program and a JSON file."""
     from training import export
 
     project = get_project_for_user(request.user, project_id)
