@@ -35,7 +35,8 @@ class ModelExportTests(TrainedModelTestCase):
     def test_it_packs_the_program_the_description_and_an_example(self):
         archive = self.download()
         self.assertEqual(
-            sorted(archive.namelist()), ["model.json", "model.pt2", "predict.py"]
+            sorted(archive.namelist()),
+            ["model.json", "model.pt2", "model.torchscript.pt", "predict.py"],
         )
         description = json.loads(archive.read("model.json"))
         self.assertEqual(description["label_names"], ["ants", "bees"])
@@ -57,6 +58,7 @@ class ModelExportTests(TrainedModelTestCase):
             modes,
             {
                 "model.pt2": "-rw-r--r--",
+                "model.torchscript.pt": "-rw-r--r--",
                 "model.json": "-rw-r--r--",
                 "predict.py": "-rw-r--r--",
             },

@@ -155,6 +155,17 @@ class ServicePagesTests(BaseTestCase):
         response = self.client.get(f"{url}?was=deploying", HTTP_HX_REQUEST="true")
         self.assertEqual(response["HX-Refresh"], "true")
 
+    def test_the_test_panel_updates_the_figures_without_reloading_the_page(self):
+        # After a test prediction the panel asks for the status card; a reload
+        # would wipe the answer it has just drawn.
+        page = self.client.get(self.url("service_detail", self.service.pk))
+        status_url = self.url("service_status", self.service.pk) + "?was=running"
+        self.assertContains(page, f'data-status-url="{status_url}"')
+
+        response = self.client.get(status_url, HTTP_HX_REQUEST="true")
+        self.assertNotIn("HX-Refresh", response)
+        self.assertContains(response, 'id="prediction-count"')
+
     def test_it_deletes_a_service_and_keeps_the_version(self):
         response = self.client.post(self.url("service_delete", self.service.pk))
         self.assertRedirects(response, self.url("services"))

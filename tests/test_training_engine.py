@@ -243,12 +243,15 @@ class PredictorTests(BaseTestCase):
 
     def test_it_exports_a_program_that_gives_the_same_probabilities(self):
         out_dir = storage.media_path("export")
-        program_path, json_path = engine.export_program(self.model_path, out_dir)
+        exported_files = engine.export_program(self.model_path, out_dir)
 
-        description = json.loads(json_path.read_text())
+        description = json.loads(exported_files.description.read_text())
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            module = torch.export.load(program_path).module()
+            module = torch.export.load(exported_files.program).module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            script = torch.jit.load(str(exported_files.torchscript))
         predictor = engine.load_predictor(self.model_path)
         photo = PILImage.open(real_photos("ants", 1, split="val")[0])
         prepared = engine.preprocess.prepare(photo, predictor.spec)
@@ -260,6 +263,9 @@ class PredictorTests(BaseTestCase):
         self.assertEqual(description["label_names"], ["ants", "bees"])
         self.assertEqual(description["input"]["shape"], ["N", 3, 224, 224])
         for name, value in zip(description["label_names"], exported, strict=True):
+            self.assertAlmostEqual(value, expected[name], places=4)
+        scripted = script(pixels)[0].tolist()
+        for name, value in zip(description["label_names"], scripted, strict=True):
             self.assertAlmostEqual(value, expected[name], places=4)
 
 

@@ -22,7 +22,6 @@ from training.serving import damaged_model_message
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "model.pt2"
 DESCRIPTION_NAME = "model.json"
 EXAMPLE_NAME = "predict.py"
 
@@ -140,10 +139,11 @@ def export_zip(run: TrainingRun):
     archive = tempfile.TemporaryFile(suffix=".zip")  # noqa: SIM115
     try:
         with tempfile.TemporaryDirectory(prefix="exeml-export-") as folder:
-            program_path, json_path = export_program(model_path, Path(folder))
+            exported = export_program(model_path, Path(folder))
             with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr(_entry(MODEL_NAME), program_path.read_bytes())
-                zf.writestr(_entry(DESCRIPTION_NAME), json_path.read_bytes())
+                for path in (exported.program, exported.torchscript):
+                    zf.writestr(_entry(path.name), path.read_bytes())
+                zf.writestr(_entry(DESCRIPTION_NAME), exported.description.read_bytes())
                 zf.writestr(_entry(EXAMPLE_NAME), EXAMPLE)
     except Exception as exc:
         archive.close()

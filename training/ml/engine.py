@@ -31,6 +31,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -822,13 +823,23 @@ class _Exported(nn.Module):
         return p
 
 
-def export_program(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """Write a self-contained `torch.export` program and a JSON file describing it.
+@dataclass
+class ExportedModel:
+    program: Path
+    torchscript: Path
+    description: Path
 
-    The program holds the backbone's weights too, so it runs without ExeML or
-    the weight packages (`torch.export.load(path).module()`): give it RGB pixel
-    values 0..255 in a float tensor (N, 3, S, S), prepared as the JSON file's
-    "preprocessing" says.
+
+def export_program(model_path: Path, out_dir: Path) -> ExportedModel:
+    """Write the model as a `torch.export` program and as TorchScript, with a JSON
+    file describing both.
+
+    Either file holds the backbone's weights too, so it runs without ExeML or
+    the weight packages: give it RGB pixel values 0..255 in a float tensor
+    (N, 3, S, S), prepared as the JSON file's "preprocessing" says. The program
+    (`torch.export.load(path).module()`) is the current format; TorchScript
+    (`torch.jit.load(path)`) is deprecated in recent torch releases but is what
+    C++ runtimes and older tools load.
     """
     checkpoint = load_checkpoint(model_path)
     network = load_backbone(checkpoint["backbone"], "cpu")
@@ -842,6 +853,7 @@ def export_program(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     program_path = out_dir / "model.pt2"
+    script_path = out_dir / "model.torchscript.pt"
     json_path = out_dir / "model.json"
     # torch.export replaces TorchScript, whose trace and load are deprecated.
     # It changes process-wide settings while it traces: one export at a time.
@@ -849,11 +861,18 @@ def export_program(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
     with _EXPORT_LOCK:
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
     torch.export.save(program, program_path)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.trace(module, example).save(str(script_path))
 
     spec = preprocess.PreprocessSpec(size)
     description = {
         "format": "torch.export program (image classifier)",
         "exported_with": f"torch {torch.__version__.split('+')[0]}",
+        "files": {
+            "model.pt2": "torch.export program: torch.export.load(path).module()",
+            "model.torchscript.pt": "TorchScript: torch.jit.load(path)",
+        },
         "label_names": checkpoint["label_names"],
         "backbone": f"EfficientNet-{checkpoint['backbone'].title()} (ImageNet)",
         "recipe": checkpoint.get("recipe", ""),
@@ -874,4 +893,4 @@ def export_program(model_path: Path, out_dir: Path) -> tuple[Path, Path]:
         },
     }
     json_path.write_text(json.dumps(description, indent=2))
-    return program_path, json_path
+    return ExportedModel(program_path, script_path, json_path)
