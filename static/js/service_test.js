@@ -101,7 +101,8 @@
     } catch (e) {
       answer = { detail: "The server answered " + response.status + "." };
     }
-    if (!response.ok) {
+    // A refused photo comes with a 200 and "ok": false (see the view).
+    if (!response.ok || answer.ok === false) {
       labelLine.hidden = true;
       showError(answer.detail || "The server answered " + response.status + ".");
       return;

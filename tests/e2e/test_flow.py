@@ -70,6 +70,7 @@ def follow_run_to_its_metrics(flow):
     """Watch a run's progress bar fill, then open its metrics page."""
     page = flow.page
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    run_url = page.url
     bar = page.locator("#run-status .progress")
     expect(bar).to_be_visible()
     flow.screenshot("training-progress")
@@ -89,14 +90,14 @@ def follow_run_to_its_metrics(flow):
             polls.append(request.url)
 
     page.on("request", count_polls)
-    page.go_back()
+    page.goto(run_url)
     expect(page.locator("#run-status .badge")).to_have_text("Succeeded")
     expect(bar).to_have_attribute("aria-valuenow", "100")
     page.wait_for_timeout(2500)
     page.remove_listener("request", count_polls)
     assert not polls, f"the finished run's page still polls: {polls}"
-    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
-    page.go_forward()
+    expect(page).to_have_url(run_url)
+    page.go_back()
     expect(page).to_have_url(re.compile(r"/training-versions/\d+/metrics/"))
 
 

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from projects.access import get_project_for_user
@@ -86,6 +87,9 @@ def _status_ctx(run: TrainingRun) -> dict:
     }
 
 
+# Never served from the browser's cache: going back to a finished run must show
+# it finished, not the page as it was while it still polled.
+@never_cache
 @login_required
 def run_detail(request, project_id, run_id):
     run = _get_run_for_user(request.user, project_id, run_id)

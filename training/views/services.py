@@ -316,12 +316,20 @@ def predict_request(service: Service, files) -> tuple[int, dict, object]:
 @login_required
 @require_POST
 def service_try(request, project_id, service_id):
-    """The test page's prediction: the API answer plus what the page draws."""
+    """The test page's prediction: the API answer plus what the page draws.
+
+    A refusal comes with a 200 and `"ok": false`: the page's script shows the
+    reason, and a 4xx answer would also log a network error in the console.
+    The API answers the same refusals with their 4xx or 5xx status.
+    """
     service = _get_service_for_user(request, project_id, service_id)
     status, body, result = predict_request(service, request.FILES)
-    if result is not None:
+    if result is None:
+        body = {**body, "ok": False, "http_status": status}
+    else:
         body = {
             **body,
+            "ok": True,
             "all_scores": [
                 [label, serving.round_down(p)] for label, p in result.scores
             ],
@@ -333,7 +341,7 @@ def service_try(request, project_id, service_id):
             "notes": result.notes,
             "latency_ms": round(result.latency_ms, 1),
         }
-    return JsonResponse(body, status=status, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(body, json_dumps_params={"ensure_ascii": False})
 
 
 @login_required
