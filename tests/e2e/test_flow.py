@@ -7,13 +7,11 @@ seen on any page fails the step in which it happened.
 """
 
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.base import real_photos
-from tests.e2e.conftest import REPO_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +20,6 @@ PHOTOS_PER_LABEL = 7
 # Training the small model on 14 photos takes seconds; the rest is the worker
 # starting torch. Generous, so a busy machine does not fail the suite.
 TRAINING_TIMEOUT_MS = 180_000
-METRICS_SCREENSHOT = REPO_DIR / "docs" / "screenshots" / "metrics.png"
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +253,7 @@ def test_it_shows_the_metrics_and_the_confusion_matrix(flow):
     counted = sum(int(text) for text in cells.all_inner_texts())
     validation_images = int(matrix.locator("tfoot td.total").last.inner_text())
     assert counted == validation_images > 0
-    flow.state["metrics_screenshot"] = finish_step(flow, "metrics")
+    finish_step(flow, "metrics")
 
 
 def test_it_trains_a_second_version_and_lists_both(flow):
@@ -314,7 +311,3 @@ def test_it_logged_no_browser_error_on_any_page(flow):
     visited = {re.sub(r"\?.*", "", url) for url in flow.visited}
     assert len(visited) >= 8, f"the flow visited too few pages: {sorted(visited)}"
     flow.assert_no_browser_errors("the end of the flow")
-
-    # The README shows this picture; it is refreshed only by a passing run.
-    METRICS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(flow.state["metrics_screenshot"], METRICS_SCREENSHOT)
