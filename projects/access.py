@@ -15,3 +15,33 @@ def get_project_for_user(user, project_id) -> Project:
 
 def projects_for_user(user):
     return Project.objects.filter(owner=user)
+
+
+def project_for_command(name: str, owner: str | None = None) -> Project:
+    """The project a management command's --project (and --owner) names.
+
+    Raises CommandError with a sentence for the terminal when there is no such
+    project, or when several users have one by that name and --owner is missing.
+    """
+    from django.contrib.auth import get_user_model
+    from django.core.management.base import CommandError
+
+    from projects.models import name_key
+
+    projects = Project.objects.filter(name_key=name_key(name)).select_related("owner")
+    if owner:
+        if not get_user_model().objects.filter(username=owner).exists():
+            raise CommandError(f"There is no user named “{owner}”.")
+        projects = projects.filter(owner__username=owner)
+
+    found = list(projects)
+    if not found:
+        whose = f" owned by {owner}" if owner else ""
+        raise CommandError(f"There is no project named “{name}”{whose}.")
+    if len(found) > 1:
+        owners = ", ".join(sorted(project.owner.username for project in found))
+        raise CommandError(
+            f"Several users have a project named “{name}” ({owners}): "
+            "add --owner USERNAME."
+        )
+    return found[0]

@@ -66,7 +66,7 @@ class PredictCommandTests(TrainedModelTestCase):
         ant = str(real_photos("ants", 1, split="val")[0])
 
         _, error = self.predict("--project", "Insects", "--version", "V001", ant)
-        self.assertIn("say whose with --owner", error)
+        self.assertIn("(alice, bob): add --owner USERNAME", error)
 
         lines, error = self.predict(
             "--project", "Insects", "--owner", "alice", "--version", "1", ant
@@ -81,7 +81,7 @@ class PredictCommandTests(TrainedModelTestCase):
             error, "Project 'Insects' has no training version 'V009' (it has V001)."
         )
         _, error = self.predict("--project", "Wasps", "--version", "V001", ant)
-        self.assertEqual(error, "There is no project named 'Wasps'.")
+        self.assertEqual(error, "There is no project named “Wasps”.")
 
     def test_it_says_when_the_model_file_is_damaged(self):
         storage.media_path(self.training_run.model_file).write_bytes(b"\x80\x02h\x75.")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project, name_key
+from projects.access import project_for_command
+from projects.models import Project
 from training.models import TrainingRun
 
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         from projects.imaging import ImageRejected
         from training import serving
 
-        project = self._project(options["project"], options["owner"])
+        project = project_for_command(options["project"], options["owner"])
         run = self._run(project, options["run_version"])
         try:
             predictor = serving.load_model(run.model_file, version=run.version)
@@ -64,26 +64,6 @@ class Command(BaseCommand):
         if failed:
             total = len(options["files"])
             raise CommandError(f"{failed} of {total} files could not be predicted.")
-
-    def _project(self, name: str, owner: str | None) -> Project:
-        projects = Project.objects.filter(name_key=name_key(name)).select_related(
-            "owner"
-        )
-        if owner:
-            if not get_user_model().objects.filter(username=owner).exists():
-                raise CommandError(f"There is no user {owner!r}.")
-            projects = projects.filter(owner__username=owner)
-
-        found = list(projects)
-        if not found:
-            raise CommandError(f"There is no project named {name!r}.")
-        if len(found) > 1:
-            owners = ", ".join(sorted(p.owner.username for p in found))
-            raise CommandError(
-                f"Several users have a project named {name!r} ({owners}); "
-                "say whose with --owner."
-            )
-        return found[0]
 
     def _run(self, project: Project, version: str) -> TrainingRun:
         # isascii(): "²" passes isdigit() but int() refuses it.

@@ -1,8 +1,7 @@
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project, name_key
+from projects.access import project_for_command
 from training.datasets import publish_dataset_version
 from training.models import DEFAULT_TRAIN_RATIO
 
@@ -33,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="Seed of the random split.")
 
     def handle(self, *args, **options):
-        project = self._find_project(options["project"], options["owner"])
+        project = project_for_command(options["project"], options["owner"])
         try:
             version = publish_dataset_version(
                 project,
@@ -45,22 +44,3 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages))
         self.stdout.write(version.name)
-
-    def _find_project(self, name: str, owner: str | None) -> Project:
-        projects = Project.objects.filter(name_key=name_key(name)).select_related(
-            "owner"
-        )
-        if owner:
-            if not get_user_model().objects.filter(username=owner).exists():
-                raise CommandError(f"There is no user named “{owner}”.")
-            projects = projects.filter(owner__username=owner)
-
-        found = list(projects[:2])
-        if not found:
-            whose = f" owned by {owner}" if owner else ""
-            raise CommandError(f"There is no project named “{name}”{whose}.")
-        if len(found) > 1:
-            raise CommandError(
-                f"Several users have a project named “{name}”: add --owner USERNAME."
-            )
-        return found[0]

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from projects.models import Project, name_key
+from projects.access import project_for_command
+from projects.models import Project
 from training.ml.recipes import RECIPES
 from training.models import (
     DEFAULT_TRAIN_RATIO,
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        project = self._find_project(options["project"], options["owner"])
+        project = project_for_command(options["project"], options["owner"])
         try:
             run = start_training(
                 project,
@@ -108,24 +108,6 @@ class Command(BaseCommand):
                 f"{run.status_message}"
             )
         self.stdout.write(json.dumps(summary(run), ensure_ascii=False))
-
-    def _find_project(self, name: str, owner: str | None) -> Project:
-        projects = Project.objects.filter(name_key=name_key(name)).select_related(
-            "owner"
-        )
-        if owner:
-            if not get_user_model().objects.filter(username=owner).exists():
-                raise CommandError(f"There is no user named “{owner}”.")
-            projects = projects.filter(owner__username=owner)
-
-        found = list(projects[:2])
-        if not found:
-            raise CommandError(f"There is no project named “{name}”.")
-        if len(found) > 1:
-            raise CommandError(
-                f"Several users have a project named “{name}”: add --owner USERNAME."
-            )
-        return found[0]
 
     def _dataset_version(self, project: Project, name: str | None):
         if not name:
