@@ -5,6 +5,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from projects import storage
+from projects.models import Project
 from tests.base import BaseTestCase
 from tests.trained import TrainedModelTestCase, make_run
 from training import deployment, serving
@@ -149,8 +150,13 @@ class ServiceListApiTests(BaseTestCase):
     def test_it_lists_the_services_of_one_project(self):
         listed = self.client.get("/api/services", {"project": self.project.pk})
         self.assertEqual([s["id"] for s in listed.json()], [self.service.pk])
-        listed = self.client.get("/api/services", {"project": self.project.pk + 1})
-        self.assertEqual(listed.json(), [])
+
+    def test_it_answers_404_for_a_project_that_is_not_mine(self):
+        bobs = Project.objects.create(owner=self.bob, name="Bob's")
+        for project_id in [bobs.pk, bobs.pk + 1000]:
+            with self.subTest(project_id=project_id):
+                listed = self.client.get("/api/services", {"project": project_id})
+                self.assertEqual(listed.status_code, 404)
 
     def test_it_refuses_a_project_filter_that_is_not_an_id(self):
         for value in ["²", "99999999999999999999", "9223372036854775808", "0", "x"]:

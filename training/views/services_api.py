@@ -10,6 +10,7 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from projects.access import get_project_for_user
 from projects.ids import parse_ids
 from training import deployment
 from training.models import Service
@@ -69,6 +70,8 @@ def service_list(request):
                 project_id = parse_ids([project], noun="project")[0]
             except ValidationError as exc:
                 return Response({"project": exc.messages}, status=400)
+            # Someone else's project is as unknown here as everywhere else.
+            get_project_for_user(request.user, project_id)
             services = services.filter(project_id=project_id)
         return Response(ServiceSerializer(services, many=True).data)
 
