@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from labeling import trash
 from projects.ids import parse_ids
-from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
+from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name, next_label_color
+from projects.models import Image, Label, Project, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +67,6 @@ def clean_label_color(color: str) -> str:
     if not _COLOR_RE.match(color):
         raise ValidationError("A colour is written as #rrggbb, for example #3cb44b.")
     return color.lower()
-
-
-def next_label_color(project: Project, used: Iterable[str] | None = None) -> str:
-    """The first default colour no label of the project uses yet."""
-    if used is None:
-        used = project.labels.values_list("color", flat=True)
-    used = {c.lower() for c in used}
-    for color in DEFAULT_LABEL_COLORS:
-        if color not in used:
-            return color
-    return DEFAULT_LABEL_COLORS[len(used) % len(DEFAULT_LABEL_COLORS)]
 
 
 def create_label(project: Project, name: str, color: str | None = None) -> Label:

@@ -347,7 +347,9 @@ def assign_focused(request, project_id):
         or sequence.filter(pk__lt=image.pk).order_by("-pk").first()
         or image
     )
-    following = project.images.select_related("label").get(pk=following.pk)
+    # Re-read with its label; it may have been deleted in the meantime.
+    images = project.images.select_related("label")
+    following = images.filter(pk=following.pk).first() or images.get(pk=image.pk)
 
     if not request.htmx:
         messages.success(request, message)

@@ -28,8 +28,12 @@ from PIL import Image as PILImage
 
 from projects import storage
 from projects.imaging import DecodedImage, ImageRejected, decode_image
-from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
+from projects.labels import (
+    LABEL_NAME_MAX_LENGTH,
+    clean_label_name,
+    get_or_create_label,
+)
+from projects.models import Image, Label, Project, name_key
 
 logger = logging.getLogger(__name__)
 
@@ -532,17 +536,7 @@ class Importer:
         if key in self._labels:
             return self._labels[key]
 
-        label = Label.objects.filter(project=self.project, name_key=key).first()
-        if label is None:
-            color_index = Label.objects.filter(project=self.project).count()
-            color = DEFAULT_LABEL_COLORS[color_index % len(DEFAULT_LABEL_COLORS)]
-            try:
-                with transaction.atomic():
-                    label = Label.objects.create(
-                        project=self.project, name=name, color=color
-                    )
-            except IntegrityError:
-                label = Label.objects.get(project=self.project, name_key=key)
+        label = get_or_create_label(self.project, name)
         self._labels[key] = label
         return label
 

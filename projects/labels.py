@@ -9,8 +9,10 @@ differ by whitespace alone.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 LABEL_NAME_MAX_LENGTH = 32
 _FORBIDDEN_SEPARATORS = {"/": "“/”", "\\": "“\\”"}
@@ -51,3 +53,37 @@ def clean_label_name(name) -> str:
             f"(this one has {len(name)})."
         )
     return name
+
+
+def next_label_color(project, used: Iterable[str] | None = None) -> str:
+    """The first default colour no label of the project uses yet."""
+    from projects.models import DEFAULT_LABEL_COLORS
+
+    if used is None:
+        used = project.labels.values_list("color", flat=True)
+    used = {c.lower() for c in used}
+    for color in DEFAULT_LABEL_COLORS:
+        if color not in used:
+            return color
+    return DEFAULT_LABEL_COLORS[len(used) % len(DEFAULT_LABEL_COLORS)]
+
+
+def get_or_create_label(project, name: str):
+    """The project's label with this (already cleaned) name, created if needed.
+
+    Imports create labels as they meet them; two imports racing for the same
+    new name both end up with the one label.
+    """
+    from projects.models import Label, name_key
+
+    key = name_key(name)
+    label = Label.objects.filter(project=project, name_key=key).first()
+    if label is not None:
+        return label
+    try:
+        with transaction.atomic():
+            return Label.objects.create(
+                project=project, name=name, color=next_label_color(project)
+            )
+    except IntegrityError:
+        return Label.objects.get(project=project, name_key=key)

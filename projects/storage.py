@@ -50,21 +50,30 @@ def write_file(relative: str, data: bytes) -> Path:
     return path
 
 
+# SQLite refuses a query with more than 32,766 parameters; ask in chunks well
+# below that, so deleting tens of thousands of images still works.
+QUERY_CHUNK = 900
+
+
+def values_in_use(queryset, field: str, values) -> set[str]:
+    """Those of `values` that `field` holds somewhere in `queryset`."""
+    values = list(values)
+    found = set()
+    for start in range(0, len(values), QUERY_CHUNK):
+        chunk = values[start : start + QUERY_CHUNK]
+        rows = queryset.filter(**{f"{field}__in": chunk}).values_list(field, flat=True)
+        found.update(rows)
+    return found
+
+
 def delete_files(relatives: list[str]) -> None:
     """Remove stored files that no dataset version still needs."""
     from training.models import DatasetVersionItem
 
     wanted = set(relatives)
-    kept = set(
-        DatasetVersionItem.objects.filter(file__in=wanted).values_list(
-            "file", flat=True
-        )
-    )
-    kept |= set(
-        DatasetVersionItem.objects.filter(thumbnail__in=wanted).values_list(
-            "thumbnail", flat=True
-        )
-    )
+    items = DatasetVersionItem.objects.all()
+    kept = values_in_use(items, "file", wanted)
+    kept |= values_in_use(items, "thumbnail", wanted)
     for relative in wanted - kept:
         try:
             media_path(relative).unlink(missing_ok=True)

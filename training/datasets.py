@@ -370,15 +370,9 @@ def delete_dataset_version(version: DatasetVersion) -> None:
         raise ValidationError(_in_use_message(version, runs))
 
     # Files of images that still exist (alive or in the trash) must stay.
-    still_used = set(
-        Image.objects.filter(project_id=version.project_id, file__in=files).values_list(
-            "file", flat=True
-        )
-    ) | set(
-        Image.objects.filter(
-            project_id=version.project_id, thumbnail__in=files
-        ).values_list("thumbnail", flat=True)
-    )
+    images = Image.objects.filter(project_id=version.project_id)
+    still_used = storage.values_in_use(images, "file", files)
+    still_used |= storage.values_in_use(images, "thumbnail", files)
     orphans = sorted(files - still_used)
     if orphans:
         transaction.on_commit(lambda: storage.delete_files(orphans))

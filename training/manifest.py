@@ -25,14 +25,18 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from projects import storage
 from projects.imaging import ImageRejected, decode_image
 from projects.importing import ACCEPTED, DUPLICATE, Importer, make_thumbnail
-from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name
-from projects.models import DEFAULT_LABEL_COLORS, Image, Label, Project, name_key
+from projects.labels import (
+    LABEL_NAME_MAX_LENGTH,
+    clean_label_name,
+    get_or_create_label,
+)
+from projects.models import Image, Project, name_key
 from training.datasets import (
     EVAL,
     TRAIN,
@@ -566,8 +570,10 @@ def _apply_and_publish(
 
 
 def _publish(project, archive, used, notes, name, user) -> DatasetVersion:
-    images = Image.objects.select_related("label").in_bulk(
-        [line.image_id for line in used]
+    images = (
+        Image.objects.filter(project=project)
+        .select_related("label", "project")
+        .in_bulk([line.image_id for line in used])
     )
     entries = []
     for line in used:
@@ -598,7 +604,7 @@ def _update_existing(image: Image, line: ManifestLine, archive, user):
 
     previous = image.label.name if image.label else None
     if previous is None or name_key(previous) != name_key(line.label):
-        image.label = _label_named(image.project_id, line.label)
+        image.label = get_or_create_label(image.project, line.label)
         image.labeled_at = timezone.now()
         image.labeled_by = user
         fields += ["label", "labeled_at", "labeled_by"]
@@ -655,19 +661,3 @@ def _mark_unused(lines, message: str, *, existing: str | None = None) -> None:
             line.message = existing
         elif message:
             line.message = message
-
-
-def _label_named(project_id: int, name: str) -> Label:
-    key = name_key(name)
-    label = Label.objects.filter(project_id=project_id, name_key=key).first()
-    if label:
-        return label
-    color = DEFAULT_LABEL_COLORS[
-        Label.objects.filter(project_id=project_id).count() % len(DEFAULT_LABEL_COLORS)
-    ]
-    try:
-        with transaction.atomic():
-            return Label.objects.create(project_id=project_id, name=name, color=color)
-    except IntegrityError:
-        # Someone created it meanwhile.
-        return Label.objects.get(project_id=project_id, name_key=key)

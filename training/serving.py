@@ -130,7 +130,6 @@ def evict(service_id: int) -> bool:
     """Free a stopped service's model. True if this process had it loaded."""
     with _lock:
         entry = _loaded.pop(service_id, None)
-        _load_locks.pop(service_id, None)
         nothing_left = not _loaded
     if entry is None:
         return False

@@ -77,20 +77,23 @@ class RunReporter:
             ).exists()
         return self._cancelled
 
-    def flush(self, force: bool = True) -> None:
+    def flush(self, force: bool = True) -> int:
+        """Write the figures so far; the number of rows written (0: run deleted)."""
         if not force and time.monotonic() - self._written_at < WRITE_INTERVAL_S:
-            return
-        TrainingRun.objects.filter(pk=self.run_id).update(
+            return 1
+        written = TrainingRun.objects.filter(pk=self.run_id).update(
             log="\n".join(self.lines), heartbeat_at=timezone.now(), **self.fields
         )
         self._written_at = time.monotonic()
+        return written
 
-    def finish(self, status: str, message: str = "", **fields) -> None:
+    def finish(self, status: str, message: str = "", **fields) -> bool:
+        """Record the end of the run; False when the run no longer exists."""
         self.fields.update(fields)
         self.fields.update(
             status=status, status_message=message, finished_at=timezone.now()
         )
-        self.flush()
+        return bool(self.flush())
 
 
 def run_training(run_id: int) -> str:
@@ -238,7 +241,7 @@ def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
     else:
         status, message, phase = TrainingRun.Status.SUCCEEDED, "", "Finished"
     last = result.history[-1] if result.history else {}
-    reporter.finish(
+    recorded = reporter.finish(
         status,
         message,
         phase=phase,
@@ -256,6 +259,11 @@ def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
         recall=metrics["recall"],
         f1=metrics["f1"],
     )
+    if not recorded:
+        # The run was deleted (with its project) while the model was saved.
+        storage.media_path(model_file).unlink(missing_ok=True)
+        logger.info("Training run %s was deleted while training", run.pk)
+        return TrainingRun.Status.CANCELLED.value
     logger.info(
         "Training run %s %s: accuracy %.3f, model %s",
         run.pk,
