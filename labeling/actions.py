@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet, TextChoices
 from django.utils import timezone
 
-from labeling import trash
+from projects.deletion import delete_images
 from projects.ids import parse_ids
 from projects.labels import LABEL_NAME_MAX_LENGTH, clean_label_name, next_label_color
 from projects.models import Image, Label, Project, name_key
@@ -146,7 +146,7 @@ def delete_label(label: Label, mode: str, *, user=None) -> int:
         elif mode == DeleteMode.LABEL_AND_IMAGES:
             touched = images.update(trashed_at=timezone.now())
         else:
-            touched = trash.delete_images_and_files(images)
+            touched = delete_images(images)
         label.delete()
 
     logger.info(

@@ -27,7 +27,9 @@ def delete_images(images) -> int:
         return 0
 
     ids = [pk for pk, _, _ in rows]
-    files = [rel for _, file, thumb in rows for rel in (file, thumb)]
+    files = [rel for _, file, thumb in rows for rel in (file, thumb) if rel]
+    # Delete exactly the rows whose files were collected, even if another
+    # request changes which images match the queryset in between.
     with transaction.atomic():
         for start in range(0, len(ids), _CHUNK):
             Image.objects.filter(pk__in=ids[start : start + _CHUNK]).delete()
