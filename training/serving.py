@@ -224,6 +224,8 @@ class PredictionResult:
     height: int
     notes: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    # The model's preprocessing, to show the photo as the model saw it.
+    spec: Any = None
 
 
 def decode_for(predictor, data: bytes):
@@ -265,6 +267,7 @@ def predict_image(service: Service, data: bytes) -> PredictionResult:
         height=decoded.height,
         notes=list(decoded.notes),
         latency_ms=latency_ms,
+        spec=predictor.spec,
     )
 
 

@@ -333,9 +333,7 @@ def service_try(request, project_id, service_id):
             "all_scores": [
                 [label, serving.round_down(p)] for label, p in result.scores
             ],
-            "preview": _preview_data_url(
-                result.image, serving.get_predictor(service).spec
-            ),
+            "preview": _preview_data_url(result.image, result.spec),
             "width": result.width,
             "height": result.height,
             "notes": result.notes,
