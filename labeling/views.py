@@ -342,11 +342,12 @@ def assign_focused(request, project_id):
     else:
         message = f"{image.original_name} labeled “{label.name}”."
     sequence = filter_form.images()
-    following = (
-        _next_unlabeled(project, sequence, image)
-        or sequence.filter(pk__lt=image.pk).order_by("-pk").first()
-        or image
-    )
+    # With nothing unlabeled left, stay on this image rather than moving on to
+    # labeled ones, where the next key press would silently relabel a photo.
+    following = _next_unlabeled(project, sequence, image)
+    if following is None:
+        following = image
+        message += " Every image in this view is labeled now."
     # Re-read with its label; it may have been deleted in the meantime.
     images = project.images.select_related("label")
     following = images.filter(pk=following.pk).first() or images.get(pk=image.pk)

@@ -305,7 +305,7 @@ class FocusedViewTests(BaseTestCase):
         self.assertContains(response, 'id="readiness" aria-live="polite" hx-swap-oob')
         self.assertIn(f"image={self.a.pk}", response["HX-Replace-Url"])
 
-    def test_it_wraps_round_and_stays_when_nothing_is_left_unlabeled(self):
+    def test_it_stays_on_the_image_when_nothing_is_left_unlabeled(self):
         self.client.post(
             self.url("focus_assign"), {"image": self.a.pk, "assign": self.ants.pk}
         )
@@ -314,9 +314,11 @@ class FocusedViewTests(BaseTestCase):
             {"image": self.c.pk, "assign": self.bees.pk},
             **HTMX,
         )
-        # Nothing unlabeled is left: the next image in order comes up.
-        self.assertEqual(self.shown(response), self.b)
+        # Nothing unlabeled is left: the view stays on the image just labeled,
+        # so a further key press cannot relabel another photo unseen.
+        self.assertEqual(self.shown(response), self.c)
         self.assertEqual(response.context["unlabeled_count"], 0)
+        self.assertContains(response, "Every image in this view is labeled now.")
 
     def test_it_undoes_the_last_assignment(self):
         self.client.post(

@@ -92,9 +92,8 @@ class TrainPageTests(BaseTestCase):
             response = self.client.post(self.url, VALID)
 
         run = TrainingRun.objects.get()
-        self.assertRedirects(
-            response, reverse("training:run", args=[self.project.pk, run.pk])
-        )
+        run_url = reverse("training:run", args=[self.project.pk, run.pk])
+        self.assertRedirects(response, f"{run_url}?follow=1")
         self.assertEqual(run.status, TrainingRun.Status.QUEUED)
         self.assertEqual(run.dataset_version.name, "V001")
         self.assertEqual(run.created_by, self.alice)
@@ -355,6 +354,10 @@ class RunPageTests(BaseTestCase):
         self.assertContains(response, metrics_url)
         # The poll that sees the end moves the watcher on to the metrics page...
         self.assertContains(response, 'getElementById("to-metrics").click()')
+
+        # ...and so does the page of a run that ended before it was shown...
+        followed = self.client.get(f"{run.get_absolute_url()}?follow=1")
+        self.assertContains(followed, 'getElementById("to-metrics").click()')
 
         # ...but a later visit to the finished run's page stays there.
         page = self.client.get(run.get_absolute_url())

@@ -66,8 +66,8 @@ def open_project_section(flow, tab: str):
 def follow_run_to_its_metrics(flow):
     """Watch a run's progress bar fill, then open its metrics page."""
     page = flow.page
-    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
-    run_url = page.url
+    expect(page).to_have_url(re.compile(r"/runs/\d+/(\?follow=1)?$"))
+    run_url = page.url.split("?")[0]
     bar = page.locator("#run-status .progress")
     expect(bar).to_be_visible()
     flow.screenshot("training-progress")

@@ -62,7 +62,9 @@ def train(request, project_id):
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            return redirect(run)
+            # "follow": a run that ends before its page has even loaded still
+            # takes the user on to its metrics.
+            return redirect(f"{run.get_absolute_url()}?follow=1")
 
     ctx = {
         "project": project,
@@ -96,7 +98,11 @@ def run_detail(request, project_id, run_id):
     if mark_stale_runs_failed(TrainingRun.objects.filter(pk=run.pk)):
         run.refresh_from_db()
 
-    ctx = {**_status_ctx(run), "section": "train"}
+    ctx = {
+        **_status_ctx(run),
+        "section": "train",
+        "go_to_metrics": run.is_usable and request.GET.get("follow") == "1",
+    }
     return render(request, "training/run_detail.html", ctx)
 
 
