@@ -8,7 +8,7 @@ from django.urls import reverse
 from projects import storage
 from projects.models import Label, Project
 from tests.base import BaseTestCase
-from tests.test_datasets import add_image, add_images, jpeg_bytes
+from tests.image_fixtures import add_image, add_images, jpeg_bytes
 from training.datasets import publish_dataset_version
 from training.manifest import build_manifest, export_modelarts_zip
 from training.models import DatasetVersion, TrainingRun

@@ -1,6 +1,3 @@
-import hashlib
-import io
-import itertools
 import threading
 import unittest
 from collections import Counter
@@ -10,12 +7,11 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models.signals import pre_save
 from django.test import TransactionTestCase
-from django.utils import timezone
-from PIL import Image as PILImage
 
 from projects import storage
 from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
+from tests.image_fixtures import add_image, add_images
 from training.datasets import (
     delete_dataset_version,
     left_out_message,
@@ -25,49 +21,6 @@ from training.datasets import (
     validate_dataset_version_name,
 )
 from training.models import DatasetVersion, DatasetVersionItem, TrainingRun
-
-_counter = itertools.count(1)
-
-
-def jpeg_bytes(n: int, size: int = 24) -> bytes:
-    """A small JPEG whose colour, and so whose bytes, depend on `n`."""
-    picture = PILImage.new("RGB", (size, size), (n % 256, (n * 7) % 256, n // 256))
-    picture.putpixel((0, 0), ((n * 13) % 256, 255, 0))
-    out = io.BytesIO()
-    picture.save(out, "JPEG", quality=95)
-    return out.getvalue()
-
-
-def add_image(project, label_name=None, *, name=None, trashed=False) -> Image:
-    """Store a generated JPEG and its thumbnail the way an import does."""
-    n = next(_counter)
-    data = jpeg_bytes(n)
-    sha256 = hashlib.sha256(data).hexdigest()
-    file = storage.original_name_for(project.pk, sha256, "jpg")
-    thumbnail = storage.thumbnail_name_for(project.pk, sha256)
-    storage.write_file(file, data)
-    storage.write_file(thumbnail, data)
-    label = None
-    if label_name:
-        label, _ = Label.objects.get_or_create(project=project, name=label_name)
-    return Image.objects.create(
-        project=project,
-        label=label,
-        file=file,
-        thumbnail=thumbnail,
-        original_name=name or f"photo-{n}.jpg",
-        sha256=sha256,
-        width=24,
-        height=24,
-        format="JPEG",
-        size_bytes=len(data),
-        labeled_at=timezone.now() if label else None,
-        trashed_at=timezone.now() if trashed else None,
-    )
-
-
-def add_images(project, counts: dict[str, int]) -> list[Image]:
-    return [add_image(project, label) for label, n in counts.items() for _ in range(n)]
 
 
 def split_of(version) -> dict[str, str]:

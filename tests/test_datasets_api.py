@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from projects.models import Label, Project
 from tests.base import BaseTestCase
-from tests.test_datasets import add_image, add_images
+from tests.image_fixtures import add_image, add_images
 from training.datasets import publish_dataset_version
 from training.manifest import build_manifest, export_modelarts_zip
 from training.models import DatasetVersion, TrainingRun

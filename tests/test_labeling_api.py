@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 from projects import storage
 from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
-from tests.labeling_fixtures import make_image, make_images
+from tests.image_fixtures import make_image, make_images
 
 
 class LabelApiTests(BaseTestCase):

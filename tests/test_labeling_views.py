@@ -6,7 +6,7 @@ from django.urls import reverse
 from labeling.views import GRID_PAGE_SIZE
 from projects.models import Image, Label, Project
 from tests.base import BaseTestCase
-from tests.labeling_fixtures import make_image, make_images
+from tests.image_fixtures import make_image, make_images
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -7,7 +7,7 @@ from projects import storage
 from projects.labels import clean_label_name
 from projects.models import Image, Label
 from tests.base import BaseTestCase
-from tests.labeling_fixtures import make_image, make_images
+from tests.image_fixtures import make_image, make_images
 from training.models import DatasetVersion, DatasetVersionItem
 
 

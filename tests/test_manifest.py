@@ -11,7 +11,7 @@ from projects import storage
 from projects.importing import import_file
 from projects.models import Image, Label, Project
 from tests.base import BaseTestCase, real_photos
-from tests.test_datasets import add_image, add_images, jpeg_bytes
+from tests.image_fixtures import add_image, add_images, jpeg_bytes
 from training.datasets import export_class_folders, publish_dataset_version
 from training.manifest import (
     build_manifest,

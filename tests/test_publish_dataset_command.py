@@ -4,7 +4,7 @@ from django.core.management import CommandError, call_command
 
 from projects.models import Project
 from tests.base import BaseTestCase
-from tests.test_datasets import add_images
+from tests.image_fixtures import add_images
 from training.models import DatasetVersion
 
 

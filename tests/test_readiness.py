@@ -2,7 +2,7 @@ from django.urls import reverse
 
 from projects.models import Label
 from tests.base import BaseTestCase
-from tests.labeling_fixtures import make_images
+from tests.image_fixtures import make_images
 
 
 class ReadinessTests(BaseTestCase):
