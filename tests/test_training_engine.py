@@ -8,11 +8,12 @@ from PIL import Image as PILImage
 
 from projects import storage
 from tests.base import BaseTestCase, real_photos
-from tests.training_fixtures import engine_items, import_photos
+from tests.training_fixtures import import_photos
 from training.datasets import publish_dataset_version
 from training.ml import engine
 from training.ml.cache import DatabaseEmbeddingCache
 from training.models import Embedding
+from training.tasks import training_items
 
 
 class EngineTests(BaseTestCase):
@@ -26,7 +27,7 @@ class EngineTests(BaseTestCase):
         kwargs.setdefault("preference", "performance_first")
         kwargs.setdefault("model_path", storage.media_path("models/test.pt"))
         kwargs.setdefault("cache", DatabaseEmbeddingCache())
-        return engine.train(items or engine_items(self.dataset), **kwargs)
+        return engine.train(items or training_items(self.dataset), **kwargs)
 
     def test_it_trains_a_model_and_reports_its_metrics(self):
         lines = []
@@ -54,7 +55,7 @@ class EngineTests(BaseTestCase):
         import_photos(self.project, "bees", 4, split="val", as_label="ants")
         dataset = publish_dataset_version(self.project, train_ratio=0.5, seed=1)
 
-        result = self._train(engine_items(dataset))
+        result = self._train(training_items(dataset))
 
         mistakes = result.metrics["misclassified"]
         self.assertTrue(mistakes)
@@ -73,7 +74,7 @@ class EngineTests(BaseTestCase):
         lines = []
 
         result = self._train(
-            engine_items(dataset), model_path=path, time_limit_s=0, log=lines.append
+            training_items(dataset), model_path=path, time_limit_s=0, log=lines.append
         )
 
         # 36 images, one batch of 32 embedded before the limit was noticed.
@@ -132,13 +133,13 @@ class EngineTests(BaseTestCase):
     def test_it_evaluates_on_the_training_images_without_a_validation_set(self):
         dataset = publish_dataset_version(self.project, train_ratio=1.0, seed=1)
 
-        result = self._train(engine_items(dataset))
+        result = self._train(training_items(dataset))
 
         self.assertEqual(result.metrics["evaluated_on"], "train")
         self.assertEqual(result.metrics["count"], 12)
 
     def test_it_names_an_image_it_cannot_read(self):
-        items = engine_items(self.dataset)
+        items = training_items(self.dataset)
         storage.media_path(items[0].path).write_bytes(b"\xff\xd8\xff garbage")
 
         with self.assertRaises(engine.ImageUnreadable) as caught:
@@ -148,7 +149,7 @@ class EngineTests(BaseTestCase):
     def test_it_refuses_a_dataset_without_training_images(self):
         dataset = publish_dataset_version(self.project, train_ratio=0.0, seed=1)
         with self.assertRaisesMessage(engine.TrainingError, "no training images"):
-            self._train(engine_items(dataset))
+            self._train(training_items(dataset))
 
 
 class IncrementalTrainingTests(BaseTestCase):
@@ -161,7 +162,7 @@ class IncrementalTrainingTests(BaseTestCase):
     def test_it_copies_head_rows_by_label_name(self):
         source_path = storage.media_path("models/v1.pt")
         engine.train(
-            engine_items(self.first), preference="balance", model_path=source_path
+            training_items(self.first), preference="balance", model_path=source_path
         )
         source = engine.load_checkpoint(source_path)
 
@@ -180,7 +181,7 @@ class IncrementalTrainingTests(BaseTestCase):
     def test_it_trains_from_an_earlier_version_with_labels_added_and_removed(self):
         source_path = storage.media_path("models/v1.pt")
         engine.train(
-            engine_items(self.first), preference="balance", model_path=source_path
+            training_items(self.first), preference="balance", model_path=source_path
         )
         # The bees go; bee photos from the validation folder come back as wasps.
         self.project.labels.get(name="bees").images.all().delete()
@@ -190,7 +191,7 @@ class IncrementalTrainingTests(BaseTestCase):
         lines = []
 
         result = engine.train(
-            engine_items(second),
+            training_items(second),
             preference="accuracy_first",
             model_path=storage.media_path("models/v2.pt"),
             init_from=source_path,
@@ -213,7 +214,7 @@ class PredictorTests(BaseTestCase):
         dataset = publish_dataset_version(self.project, seed=1)
         self.model_path = storage.media_path("models/model.pt")
         engine.train(
-            engine_items(dataset),
+            training_items(dataset),
             preference="performance_first",
             model_path=self.model_path,
         )

@@ -6,7 +6,6 @@ second.
 
 from projects.importing import import_file
 from tests.base import real_photos
-from training.models import DatasetVersionItem
 
 
 def import_photos(project, label, count, *, split="train", skip=0, as_label=None):
@@ -19,19 +18,3 @@ def import_photos(project, label, count, *, split="train", skip=0, as_label=None
         assert result.status == "accepted", result.message
         images.append(result.image_id)
     return images
-
-
-def engine_items(dataset_version):
-    from training.ml.engine import TrainingItem
-
-    return [
-        TrainingItem(
-            item_id=item.pk,
-            path=item.file,
-            name=item.original_name,
-            sha256=item.sha256,
-            label=item.label_name,
-            is_validation=item.usage == DatasetVersionItem.Usage.EVAL,
-        )
-        for item in dataset_version.items.order_by("id")
-    ]

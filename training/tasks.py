@@ -170,13 +170,12 @@ def _device(run: TrainingRun, reporter: RunReporter) -> str:
     return "cpu"
 
 
-def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
-    from training.ml import engine
-    from training.ml.cache import DatabaseEmbeddingCache
+def training_items(dataset_version) -> list:
+    """The engine's view of a dataset version: each item's file, label and set."""
+    from training.ml.engine import TrainingItem
 
-    version = run.dataset_version
-    items = [
-        engine.TrainingItem(
+    return [
+        TrainingItem(
             item_id=item.pk,
             path=item.file,
             name=item.original_name,
@@ -184,8 +183,16 @@ def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
             label=item.label_name,
             is_validation=item.usage == DatasetVersionItem.Usage.EVAL,
         )
-        for item in version.items.order_by("id")
+        for item in dataset_version.items.order_by("id")
     ]
+
+
+def _train(run: TrainingRun, reporter: RunReporter, threads: int) -> str:
+    from training.ml import engine
+    from training.ml.cache import DatabaseEmbeddingCache
+
+    version = run.dataset_version
+    items = training_items(version)
     device = _device(run, reporter)
     where = "the GPU" if device == "cuda" else f"the CPU ({threads} threads)"
     reporter.log(
